@@ -1,0 +1,199 @@
+//! Durable pull consumers with explicit ack and an idempotent inbox.
+//!
+//! A handler gets the decoded event and an open database transaction that already holds the
+//! inbox row for it; its state change commits together with that row. A redelivered event
+//! finds the row and is acked without a second effect. A failing handler's event is nak'ed
+//! with a growing delay and redelivered.
+
+use std::{future::Future, time::Duration};
+
+use async_nats::jetstream::{
+    self,
+    consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull},
+    message::AckKind,
+};
+use futures::StreamExt;
+use prost::Message as _;
+use rentacar_proto::events::EventEnvelope;
+use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr, TransactionTrait};
+use tokio_util::sync::CancellationToken;
+
+use crate::{inbox, stream};
+
+/// Deliveries of one event before JetStream stops redelivering it.
+pub const MAX_DELIVER: i64 = 10;
+
+/// How long the server waits for an ack before redelivering.
+const ACK_WAIT: Duration = Duration::from_secs(30);
+
+/// Where an event sits in the stream, for handlers that record it.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The event's sequence in the stream; read models keep it per row.
+    pub stream_sequence: u64,
+    /// How many times it has been delivered, counting this one.
+    pub delivered: i64,
+}
+
+/// Why a handler could not apply an event. Both are retried by redelivery.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    #[error("database error")]
+    Database(#[from] DbErr),
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Applies one kind of event to a service's state.
+pub trait Handler: Send + Sync + 'static {
+    /// Applies `event` inside `txn`. Events the handler does not care about are ignored by
+    /// returning `Ok(())`.
+    fn handle(
+        &self,
+        txn: &DatabaseTransaction,
+        event: &EventEnvelope,
+        delivery: &Delivery,
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send;
+
+    /// Runs after the handler's transaction committed (for example to wake an outbox relay).
+    fn after_commit(&self) {}
+}
+
+/// A durable consumer of some subjects, feeding a [`Handler`].
+pub struct Consumer<H> {
+    /// The durable name; replicas with the same name share the work.
+    name: String,
+    subjects: Vec<String>,
+    handler: H,
+    db: DatabaseConnection,
+    js: jetstream::Context,
+}
+
+impl<H: Handler> Consumer<H> {
+    pub fn new(
+        name: impl Into<String>,
+        subjects: &[&str],
+        handler: H,
+        db: DatabaseConnection,
+        js: jetstream::Context,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            subjects: subjects.iter().map(|s| (*s).to_owned()).collect(),
+            handler,
+            db,
+            js,
+        }
+    }
+
+    /// Consumes until `shutdown` fires. NATS being away is waited out, never fatal.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut backoff = Duration::from_millis(100);
+        while !shutdown.is_cancelled() {
+            let mut messages = match self.subscribe().await {
+                Ok(messages) => {
+                    backoff = Duration::from_millis(100);
+                    messages
+                }
+                Err(err) => {
+                    tracing::warn!(consumer = %self.name, error = %err, retry_in = ?backoff, "cannot subscribe yet");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            };
+            loop {
+                let next = tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    next = messages.next() => next,
+                };
+                match next {
+                    Some(Ok(message)) => self.process(message).await,
+                    Some(Err(err)) => {
+                        tracing::warn!(consumer = %self.name, error = %err, "consumer stream error; resubscribing");
+                        break;
+                    }
+                    None => break,
+                }
+            }
+        }
+    }
+
+    async fn subscribe(&self) -> Result<pull::Stream, async_nats::Error> {
+        let stream = stream::ensure(&self.js).await?;
+        let consumer: PullConsumer = stream
+            .get_or_create_consumer(
+                &self.name,
+                pull::Config {
+                    durable_name: Some(self.name.clone()),
+                    filter_subjects: self.subjects.clone(),
+                    ack_policy: AckPolicy::Explicit,
+                    deliver_policy: DeliverPolicy::All,
+                    ack_wait: ACK_WAIT,
+                    max_deliver: MAX_DELIVER,
+                    ..Default::default()
+                },
+            )
+            .await?;
+        Ok(consumer.messages().await?)
+    }
+
+    async fn process(&self, message: jetstream::Message) {
+        let delivery = match message.info() {
+            Ok(info) => Delivery {
+                stream_sequence: info.stream_sequence,
+                delivered: info.delivered,
+            },
+            Err(err) => {
+                tracing::warn!(consumer = %self.name, error = %err, "message without JetStream metadata");
+                return;
+            }
+        };
+        let event = match EventEnvelope::decode(message.payload.clone()) {
+            Ok(event) => event,
+            Err(err) => {
+                // Redelivering bytes that do not decode cannot help.
+                tracing::error!(consumer = %self.name, subject = %message.subject, seq = delivery.stream_sequence, error = %err, "undecodable event terminated");
+                ack(&message, AckKind::Term).await;
+                return;
+            }
+        };
+
+        match self.apply(&event, &delivery).await {
+            Ok(()) => ack(&message, AckKind::Ack).await,
+            Err(err) => {
+                let delay = Duration::from_millis(200 * delivery.delivered.clamp(1, 25) as u64);
+                let level_is_final = delivery.delivered >= MAX_DELIVER;
+                if level_is_final {
+                    tracing::error!(consumer = %self.name, event_id = %event.event_id, event_type = %event.event_type, delivered = delivery.delivered, error = %err, cause = ?std::error::Error::source(&err), "event failed on its last delivery");
+                } else {
+                    tracing::warn!(consumer = %self.name, event_id = %event.event_id, event_type = %event.event_type, delivered = delivery.delivered, error = %err, cause = ?std::error::Error::source(&err), "event failed; it will be redelivered");
+                }
+                ack(&message, AckKind::Nak(Some(delay))).await;
+            }
+        }
+    }
+
+    async fn apply(&self, event: &EventEnvelope, delivery: &Delivery) -> Result<(), HandlerError> {
+        let txn = self.db.begin().await?;
+        if !inbox::record(&txn, &self.name, &event.event_id, delivery.stream_sequence).await? {
+            tracing::debug!(consumer = %self.name, event_id = %event.event_id, "already applied; skipped");
+            txn.rollback().await?;
+            return Ok(());
+        }
+        self.handler.handle(&txn, event, delivery).await?;
+        txn.commit().await?;
+        self.handler.after_commit();
+        Ok(())
+    }
+}
+
+async fn ack(message: &jetstream::Message, kind: AckKind) {
+    // A lost ack means a redelivery, which the inbox absorbs.
+    if let Err(err) = message.ack_with(kind).await {
+        tracing::warn!(error = %err, "ack not sent");
+    }
+}

@@ -1,0 +1,209 @@
+//! The transactional outbox and the relay that drains it into JetStream.
+
+use std::{sync::Arc, time::Duration};
+
+use async_nats::{HeaderMap, jetstream};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, sea_query::Expr,
+};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::{Event, stream};
+
+pub(crate) mod entity {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "outbox")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        #[sea_orm(unique)]
+        pub event_id: String,
+        pub subject: String,
+        pub payload: Vec<u8>,
+        pub created_at_ms: i64,
+        pub sent_at_ms: Option<i64>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Rows published per round trip to the database.
+const BATCH: u64 = 128;
+
+/// How often the relay looks for unsent rows when nobody woke it (after a restart, or when
+/// a wake-up came while NATS was down).
+const POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How long the relay keeps trying to flush on shutdown before leaving the rest for the
+/// next start.
+const FLUSH_ON_SHUTDOWN: Duration = Duration::from_secs(3);
+
+pub(crate) fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Stores events next to the state change that caused them. Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct Outbox {
+    wake: Arc<Notify>,
+}
+
+impl Outbox {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds `event` to the outbox within the caller's transaction.
+    pub async fn store(&self, txn: &impl ConnectionTrait, event: &Event) -> Result<(), DbErr> {
+        let row = entity::ActiveModel {
+            event_id: Set(event.id().to_owned()),
+            subject: Set(event.subject().to_owned()),
+            payload: Set(event.encode()),
+            created_at_ms: Set(now_ms()),
+            sent_at_ms: Set(None),
+            ..Default::default()
+        };
+        entity::Entity::insert(row).exec_without_returning(txn).await?;
+        Ok(())
+    }
+
+    /// Tells the relay there is something to send. Call it after the transaction commits;
+    /// a missed wake-up only delays the event until the next poll.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// The relay that publishes this outbox's events from `db`.
+    pub fn relay(&self, db: DatabaseConnection, js: jetstream::Context) -> Relay {
+        Relay {
+            db,
+            js,
+            wake: self.wake.clone(),
+        }
+    }
+}
+
+/// Publishes stored events in order and marks them sent once the stream acknowledged them.
+pub struct Relay {
+    db: DatabaseConnection,
+    js: jetstream::Context,
+    wake: Arc<Notify>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("reading or marking the outbox failed")]
+    Database(#[from] DbErr),
+    #[error("publishing to JetStream failed")]
+    Publish(#[source] async_nats::Error),
+}
+
+impl Relay {
+    /// Runs until `shutdown` fires, then makes one last bounded attempt to flush.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut stream_ready = false;
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let outcome = self.publish_round(&mut stream_ready).await;
+            let wait = match outcome {
+                Ok(sent) if sent as u64 == BATCH => continue,
+                Ok(_) => {
+                    backoff = Duration::from_millis(100);
+                    POLL_INTERVAL
+                }
+                Err(err) => {
+                    stream_ready = false;
+                    tracing::warn!(error = %err, cause = ?std::error::Error::source(&err), retry_in = ?backoff, "outbox relay could not publish; events stay stored");
+                    let wait = backoff;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    wait
+                }
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+
+        let flush = async {
+            while let Ok(sent) = self.publish_round(&mut stream_ready).await {
+                if sent == 0 {
+                    break;
+                }
+            }
+        };
+        if tokio::time::timeout(FLUSH_ON_SHUTDOWN, flush).await.is_err() {
+            tracing::warn!("outbox not empty at shutdown; the next start sends the rest");
+        }
+    }
+
+    /// Publishes one batch of unsent events; returns how many were sent.
+    pub async fn publish_round(&self, stream_ready: &mut bool) -> Result<usize, RelayError> {
+        let pending = entity::Entity::find()
+            .filter(entity::Column::SentAtMs.is_null())
+            .order_by_asc(entity::Column::Id)
+            .limit(BATCH)
+            .all(&self.db)
+            .await?;
+        if pending.is_empty() {
+            return Ok(0);
+        }
+        if !*stream_ready {
+            stream::ensure(&self.js).await.map_err(RelayError::Publish)?;
+            *stream_ready = true;
+        }
+
+        // Send the whole batch, then collect acks: one round trip of latency, not one each.
+        let mut acks = Vec::with_capacity(pending.len());
+        for row in &pending {
+            let mut headers = HeaderMap::new();
+            headers.insert("Nats-Msg-Id", row.event_id.as_str());
+            let ack = self
+                .js
+                .publish_with_headers(row.subject.clone(), headers, row.payload.clone().into())
+                .await
+                .map_err(|e| RelayError::Publish(e.into()))?;
+            acks.push((row.id, ack));
+        }
+        let mut sent = Vec::with_capacity(acks.len());
+        let mut failure = None;
+        for (id, ack) in acks {
+            match ack.await {
+                Ok(_) => sent.push(id),
+                Err(err) => {
+                    failure = Some(RelayError::Publish(err.into()));
+                    break;
+                }
+            }
+        }
+        if !sent.is_empty() {
+            entity::Entity::update_many()
+                .col_expr(entity::Column::SentAtMs, Expr::value(now_ms()))
+                .filter(entity::Column::Id.is_in(sent.clone()))
+                .exec(&self.db)
+                .await?;
+            tracing::debug!(count = sent.len(), "outbox events published");
+        }
+        match failure {
+            Some(err) => Err(err),
+            None => Ok(sent.len()),
+        }
+    }
+}
+
+/// Counts events not yet acknowledged by the stream: the outbox lag.
+pub async fn pending(db: &DatabaseConnection) -> Result<u64, DbErr> {
+    use sea_orm::PaginatorTrait;
+    entity::Entity::find()
+        .filter(entity::Column::SentAtMs.is_null())
+        .count(db)
+        .await
+}

@@ -1,0 +1,29 @@
+//! The JetStream stream that holds every rentacar event.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, stream};
+
+/// One stream for every context's events; consumers filter by subject.
+pub const STREAM_NAME: &str = "RENTACAR";
+
+/// Subjects captured by [`STREAM_NAME`].
+pub const SUBJECTS: &str = "rentacar.>";
+
+/// Re-sends of the same event id within this window are dropped by the server. The relay
+/// re-sends only after a failed or unacknowledged publish, which is much sooner than this.
+pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(10 * 60);
+
+/// Creates the stream if it does not exist yet; safe to call from every replica at start.
+pub async fn ensure(js: &jetstream::Context) -> Result<stream::Stream, async_nats::Error> {
+    let stream = js
+        .get_or_create_stream(stream::Config {
+            name: STREAM_NAME.to_owned(),
+            subjects: vec![SUBJECTS.to_owned()],
+            storage: stream::StorageType::File,
+            duplicate_window: DUPLICATE_WINDOW,
+            ..Default::default()
+        })
+        .await?;
+    Ok(stream)
+}

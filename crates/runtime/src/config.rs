@@ -1,0 +1,143 @@
+//! Typed configuration from `RENTACAR_*` environment variables.
+//!
+//! Every value is parsed and checked when the process starts; an error names the variable,
+//! the value it had and what would have been accepted, so a bad ConfigMap fails loudly at
+//! rollout instead of at the first request.
+
+use std::{collections::HashMap, fmt::Display, str::FromStr, time::Duration};
+
+/// A variable held a value the process cannot run with.
+#[derive(Debug, thiserror::Error)]
+#[error("{variable}={value:?} is not valid: expected {expected}")]
+pub struct ConfigError {
+    pub variable: String,
+    pub value: String,
+    pub expected: String,
+}
+
+/// Where variables come from: the process environment, or a fixed map in tests.
+#[derive(Debug, Clone, Default)]
+pub struct Env {
+    overrides: Option<HashMap<String, String>>,
+}
+
+impl Env {
+    /// Reads the process environment.
+    pub fn process() -> Self {
+        Self { overrides: None }
+    }
+
+    /// Reads only the given pairs; used by tests and by `rentacar up`.
+    pub fn from_pairs<K: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (K, V)>) -> Self {
+        Self {
+            overrides: Some(pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect()),
+        }
+    }
+
+    /// The raw value of `name`, if set and not empty.
+    pub fn get(&self, name: &str) -> Option<String> {
+        let value = match &self.overrides {
+            Some(map) => map.get(name).cloned(),
+            None => std::env::var(name).ok(),
+        };
+        value.filter(|v| !v.trim().is_empty())
+    }
+
+    /// Parses `name` as `T`, or returns `default` when it is unset.
+    pub fn parse_or<T>(&self, name: &str, default: T, expected: &str) -> Result<T, ConfigError>
+    where
+        T: FromStr,
+    {
+        match self.get(name) {
+            None => Ok(default),
+            Some(raw) => raw.trim().parse().map_err(|_| ConfigError {
+                variable: name.to_owned(),
+                value: raw,
+                expected: expected.to_owned(),
+            }),
+        }
+    }
+
+    /// A duration given in milliseconds.
+    pub fn millis_or(&self, name: &str, default: Duration) -> Result<Duration, ConfigError> {
+        let ms = self.parse_or(name, default.as_millis() as u64, "a whole number of milliseconds")?;
+        Ok(Duration::from_millis(ms))
+    }
+
+    /// A URL that must start with one of `schemes`.
+    pub fn url_or(&self, name: &str, default: &str, schemes: &[&str]) -> Result<String, ConfigError> {
+        let value = self.get(name).unwrap_or_else(|| default.to_owned());
+        if schemes.iter().any(|s| value.starts_with(&format!("{s}://"))) {
+            Ok(value)
+        } else {
+            Err(ConfigError {
+                variable: name.to_owned(),
+                value,
+                expected: format!("a URL starting with {}", join_schemes(schemes)),
+            })
+        }
+    }
+}
+
+fn join_schemes(schemes: &[&str]) -> impl Display {
+    schemes
+        .iter()
+        .map(|s| format!("{s}://"))
+        .collect::<Vec<_>>()
+        .join(" or ")
+}
+
+/// Settings every service process has.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// sea-orm URL of the service's own database (`sqlite://…` or `postgres://…`).
+    pub database_url: String,
+    /// The NATS server with JetStream that carries events.
+    pub nats_url: String,
+    /// How long a stopping process keeps serving after turning NOT_SERVING, so that load
+    /// balancers and the mesh see the change before connections are refused.
+    pub drain_period: Duration,
+}
+
+impl ServiceConfig {
+    /// `RENTACAR_DATABASE_URL` (default: a SQLite file `<RENTACAR_DATA_DIR>/<service>.db`),
+    /// `RENTACAR_NATS_URL` (default `nats://127.0.0.1:4222`) and `RENTACAR_DRAIN_MS`
+    /// (default 5000).
+    pub fn from_env(env: &Env, service: &str) -> Result<Self, ConfigError> {
+        let data_dir = env.get("RENTACAR_DATA_DIR").unwrap_or_else(|| "data".to_owned());
+        let default_db = format!("sqlite://{data_dir}/{service}.db?mode=rwc");
+        Ok(Self {
+            database_url: env.url_or("RENTACAR_DATABASE_URL", &default_db, &["sqlite", "postgres", "postgresql"])?,
+            nats_url: env.url_or("RENTACAR_NATS_URL", "nats://127.0.0.1:4222", &["nats", "tls"])?,
+            drain_period: env.millis_or("RENTACAR_DRAIN_MS", Duration::from_secs(5))?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_value_names_the_variable() {
+        let env = Env::from_pairs([("RENTACAR_DRAIN_MS", "soon")]);
+        let err = ServiceConfig::from_env(&env, "fleet").unwrap_err();
+        assert_eq!(err.variable, "RENTACAR_DRAIN_MS");
+        assert!(err.to_string().contains("RENTACAR_DRAIN_MS=\"soon\""), "{err}");
+    }
+
+    #[test]
+    fn a_database_url_needs_a_known_scheme() {
+        let env = Env::from_pairs([("RENTACAR_DATABASE_URL", "mysql://localhost/x")]);
+        let err = ServiceConfig::from_env(&env, "fleet").unwrap_err();
+        assert_eq!(err.variable, "RENTACAR_DATABASE_URL");
+    }
+
+    #[test]
+    fn defaults_give_a_sqlite_file_per_service() {
+        let env = Env::from_pairs([("RENTACAR_DATA_DIR", "/tmp/x")]);
+        let config = ServiceConfig::from_env(&env, "payment").unwrap();
+        assert_eq!(config.database_url, "sqlite:///tmp/x/payment.db?mode=rwc");
+        assert_eq!(config.nats_url, "nats://127.0.0.1:4222");
+    }
+}

@@ -1,0 +1,65 @@
+//! Connecting to a service's own database and bringing its schema up to date.
+
+use std::time::Duration;
+
+use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
+use sea_orm_migration::MigratorTrait;
+use tokio_util::sync::CancellationToken;
+
+/// Opens a pool to `url`. A SQLite file (and its folder) is created when missing.
+pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
+    let mut options = ConnectOptions::new(url.to_owned());
+    options
+        .connect_timeout(Duration::from_secs(5))
+        .acquire_timeout(Duration::from_secs(10))
+        .sqlx_logging(false);
+    if url.starts_with("sqlite:") {
+        create_sqlite_folder(url);
+        // SQLite allows one writer; a single connection turns lock contention into a queue
+        // instead of SQLITE_BUSY errors under concurrent requests.
+        options.max_connections(1).min_connections(1);
+    } else {
+        options.max_connections(16);
+    }
+    Database::connect(options).await
+}
+
+fn create_sqlite_folder(url: &str) {
+    let path = url.trim_start_matches("sqlite:").trim_start_matches("//");
+    let path = path.split('?').next().unwrap_or_default();
+    if let Some(parent) = std::path::Path::new(path).parent()
+        && !parent.as_os_str().is_empty()
+    {
+        // A failure shows up as a clear connect error right after.
+        let _ = std::fs::create_dir_all(parent);
+    }
+}
+
+/// Connects and applies every pending migration of `M`.
+pub async fn connect_and_migrate<M: MigratorTrait>(url: &str) -> Result<DatabaseConnection, DbErr> {
+    let db = connect(url).await?;
+    M::up(&db, None).await?;
+    Ok(db)
+}
+
+/// Like [`connect_and_migrate`], but keeps trying while the database is unreachable, as a
+/// pod does while its database starts. Gives up only when `shutdown` fires.
+pub async fn wait_and_migrate<M: MigratorTrait>(
+    url: &str,
+    shutdown: &CancellationToken,
+) -> Result<DatabaseConnection, DbErr> {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match connect_and_migrate::<M>(url).await {
+            Ok(db) => return Ok(db),
+            Err(err) => {
+                tracing::warn!(error = %err, retry_in = ?delay, "database not ready");
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = shutdown.cancelled() => return Err(err),
+                }
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}

@@ -1,0 +1,19 @@
+//! The mechanisms every rentacar service shares, so that a service only plugs in its parts.
+//!
+//! - [`config`]: typed settings read from `RENTACAR_*` variables, validated before anything binds.
+//! - [`db`]: connecting to SQLite or PostgreSQL and running a service's migrations.
+//! - [`server`]: the gRPC server with health, reflection, load shedding and graceful drain.
+//! - [`status`]: building `tonic::Status` values with `google.rpc` error details.
+//! - [`telemetry`]: logging with `tracing`, human text locally and JSON in the cluster.
+//! - [`shutdown`]: the signals that stop a process.
+
+pub mod config;
+pub mod db;
+pub mod server;
+pub mod shutdown;
+pub mod status;
+pub mod telemetry;
+
+pub use config::{ConfigError, ServiceConfig};
+pub use server::Server;
+pub use status::FieldViolations;

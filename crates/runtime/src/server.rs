@@ -1,0 +1,158 @@
+//! The gRPC server every service runs: its own services plus `grpc.health.v1` and server
+//! reflection (v1 and v1alpha), load shedding, and a graceful drain on shutdown.
+//!
+//! Shutdown follows what Kubernetes and Istio expect: health turns NOT_SERVING at once so
+//! readiness probes take the pod out of rotation, calls keep being served for the drain
+//! period, then the listener closes and in-flight calls finish.
+
+use std::{convert::Infallible, time::Duration};
+
+use sea_orm::DatabaseConnection;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic::{
+    body::Body,
+    server::NamedService,
+    service::RoutesBuilder,
+};
+use tonic_health::{ServingStatus, server::HealthReporter};
+
+/// How often readiness re-checks the database.
+const DATABASE_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Calls admitted at once per connection before new ones are shed with UNAVAILABLE.
+const CONCURRENCY_PER_CONNECTION: usize = 256;
+
+/// A gRPC server under construction. Bind the listener first (port 0 in tests) so the real
+/// address is known before serving.
+pub struct Server {
+    listener: TcpListener,
+    routes: RoutesBuilder,
+    /// Names reported by health and reflection, besides the overall "" entry.
+    service_names: Vec<&'static str>,
+    drain_period: Duration,
+    /// Checked periodically; a database that stops answering makes the service NOT_SERVING.
+    database: Option<DatabaseConnection>,
+}
+
+impl Server {
+    pub fn new(listener: TcpListener, drain_period: Duration) -> Self {
+        Self {
+            listener,
+            routes: RoutesBuilder::default(),
+            service_names: Vec::new(),
+            drain_period,
+            database: None,
+        }
+    }
+
+    /// Adds a generated service server.
+    pub fn add_service<S>(mut self, service: S) -> Self
+    where
+        S: tower::Service<http::Request<Body>, Error = Infallible>
+            + NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Response: axum::response::IntoResponse,
+        S::Future: Send + 'static,
+    {
+        self.service_names.push(S::NAME);
+        self.routes.add_service(service);
+        self
+    }
+
+    /// Readiness follows this database: NOT_SERVING while it does not answer.
+    pub fn watch_database(mut self, database: DatabaseConnection) -> Self {
+        self.database = Some(database);
+        self
+    }
+
+    /// Serves until `shutdown` fires, then drains and returns.
+    pub async fn serve(self, shutdown: CancellationToken) -> Result<(), tonic::transport::Error> {
+        let (health, health_service) = tonic_health::server::health_reporter();
+        set_status(&health, &self.service_names, ServingStatus::Serving).await;
+
+        let reflection = || {
+            let mut builder = tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(rentacar_proto::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+                .with_service_name("grpc.health.v1.Health");
+            for name in &self.service_names {
+                builder = builder.with_service_name(*name);
+            }
+            builder
+        };
+        let reflection_v1 = reflection().build_v1().expect("descriptor sets are compiled in");
+        let reflection_v1alpha = reflection().build_v1alpha().expect("descriptor sets are compiled in");
+
+        let mut routes = self.routes;
+        routes
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha);
+
+        let stop_accepting = CancellationToken::new();
+        let watcher = tokio::spawn(watch(
+            health.clone(),
+            self.service_names.clone(),
+            self.database,
+            self.drain_period,
+            shutdown,
+            stop_accepting.clone(),
+        ));
+
+        let result = tonic::transport::Server::builder()
+            .concurrency_limit_per_connection(CONCURRENCY_PER_CONNECTION)
+            .load_shed(true)
+            .add_routes(routes.routes())
+            .serve_with_incoming_shutdown(
+                TcpListenerStream::new(self.listener),
+                stop_accepting.cancelled_owned(),
+            )
+            .await;
+        watcher.abort();
+        result
+    }
+}
+
+/// Keeps health in step with the database, and runs the drain when shutdown fires.
+async fn watch(
+    health: HealthReporter,
+    names: Vec<&'static str>,
+    database: Option<DatabaseConnection>,
+    drain_period: Duration,
+    shutdown: CancellationToken,
+    stop_accepting: CancellationToken,
+) {
+    let mut ticks = tokio::time::interval(DATABASE_CHECK_INTERVAL);
+    let mut serving = true;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = ticks.tick() => {
+                let Some(db) = &database else { continue };
+                let healthy = db.ping().await.is_ok();
+                if healthy != serving {
+                    serving = healthy;
+                    let status = if healthy { ServingStatus::Serving } else { ServingStatus::NotServing };
+                    tracing::warn!(database_answers = healthy, "readiness changed");
+                    set_status(&health, &names, status).await;
+                }
+            }
+        }
+    }
+    set_status(&health, &names, ServingStatus::NotServing).await;
+    tracing::info!(drain = ?drain_period, "NOT_SERVING; draining before the listener closes");
+    tokio::time::sleep(drain_period).await;
+    stop_accepting.cancel();
+}
+
+async fn set_status(health: &HealthReporter, names: &[&'static str], status: ServingStatus) {
+    health.set_service_status("", status).await;
+    for name in names {
+        health.set_service_status(*name, status).await;
+    }
+}
