@@ -63,3 +63,8 @@ pub async fn wait_and_migrate<M: MigratorTrait>(
         }
     }
 }
+
+/// Whether `err` is a unique-key clash, as when two replicas insert the same key at once.
+pub fn is_unique_violation(err: &DbErr) -> bool {
+    matches!(err.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_)))
+}

@@ -6,14 +6,17 @@
 //! - [`status`]: building `tonic::Status` values with `google.rpc` error details.
 //! - [`telemetry`]: logging with `tracing`, human text locally and JSON in the cluster.
 //! - [`shutdown`]: the signals that stop a process.
+//! - [`tasks`]: background tasks that stop after the server drained, and [`RunError`].
 
 pub mod config;
 pub mod db;
 pub mod server;
 pub mod shutdown;
 pub mod status;
+pub mod tasks;
 pub mod telemetry;
 
 pub use config::{ConfigError, ServiceConfig};
 pub use server::Server;
-pub use status::FieldViolations;
+pub use tasks::{RunError, Tasks};
+pub use rentacar_types::FieldViolations;

@@ -3,49 +3,15 @@
 //! Each service maps its own error enum to a status in one `From` impl; these helpers keep
 //! the details (field violations, retry hints, reasons) the same shape everywhere.
 
-use std::{fmt, time::Duration};
+use std::time::Duration;
+
+use rentacar_types::FieldViolations;
 
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
 
 /// The `ErrorInfo.domain` of every rentacar error.
 pub const ERROR_DOMAIN: &str = "rentacar";
-
-/// What is wrong with a request, field by field. Domain validation collects these without
-/// knowing about gRPC; they become `google.rpc.BadRequest` details at the edge.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct FieldViolations(Vec<(String, String)>);
-
-impl FieldViolations {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Records that `field` (a proto field path such as `daily_price.currency_code`) is wrong.
-    pub fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
-        self.0.push((field.into(), description.into()));
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// `Ok(value)` when nothing was recorded, the violations otherwise.
-    pub fn check<T>(self, value: T) -> Result<T, Self> {
-        if self.is_empty() { Ok(value) } else { Err(self) }
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(f, d)| (f.as_str(), d.as_str()))
-    }
-}
-
-impl fmt::Display for FieldViolations {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let parts: Vec<String> = self.0.iter().map(|(field, why)| format!("{field}: {why}")).collect();
-        f.write_str(&parts.join("; "))
-    }
-}
 
 /// INVALID_ARGUMENT with a `BadRequest` listing every violation.
 pub fn invalid_argument(violations: &FieldViolations) -> Status {
@@ -88,4 +54,19 @@ pub fn unavailable(reason: &str, message: impl Into<String>, retry_after: Durati
 /// INTERNAL without leaking the cause, which the caller logs instead.
 pub fn internal() -> Status {
     Status::internal("internal error; it has been logged")
+}
+
+/// A database failure. Lost connections are UNAVAILABLE (the call can be retried);
+/// anything else is INTERNAL. The cause is logged here, not sent.
+pub fn database(err: &sea_orm::DbErr) -> Status {
+    use sea_orm::DbErr;
+    tracing::error!(error = %err, "database call failed");
+    match err {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => unavailable(
+            "DATABASE_UNAVAILABLE",
+            "the database is not answering; try again",
+            Duration::from_secs(1),
+        ),
+        _ => internal(),
+    }
 }

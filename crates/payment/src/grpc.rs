@@ -1,0 +1,135 @@
+//! `rentacar.payment.v1.PaymentService`.
+
+use rentacar_events::Outbox;
+use rentacar_proto::payment::{self as pb, payment_service_server::PaymentService};
+use rentacar_types::{FieldViolations, Money};
+use sea_orm::DatabaseConnection;
+use tonic::{Request, Response, Status};
+
+use crate::{
+    Error,
+    domain::{Charge, Payment, PaymentMethod, PaymentStatus, Rental},
+    store,
+};
+
+pub struct PaymentApi {
+    db: DatabaseConnection,
+    outbox: Outbox,
+}
+
+impl PaymentApi {
+    pub fn new(db: DatabaseConnection, outbox: Outbox) -> Self {
+        Self { db, outbox }
+    }
+}
+
+#[tonic::async_trait]
+impl PaymentService for PaymentApi {
+    async fn pay(&self, request: Request<pb::PayRequest>) -> Result<Response<pb::PayResponse>, Status> {
+        let charge = Charge::try_from(request.into_inner())?;
+        let payment = store::pay(&self.db, &self.outbox, charge).await?;
+        Ok(Response::new(pb::PayResponse { payment: Some(payment.into()) }))
+    }
+
+    async fn get_payment(
+        &self,
+        request: Request<pb::GetPaymentRequest>,
+    ) -> Result<Response<pb::GetPaymentResponse>, Status> {
+        let reservation_id = required_reservation_id(&request.get_ref().reservation_id)?;
+        let payment = store::find(&self.db, &reservation_id)
+            .await?
+            .ok_or(Error::NotFound(reservation_id))?;
+        Ok(Response::new(pb::GetPaymentResponse { payment: Some(payment.into()) }))
+    }
+
+    async fn cancel_payment(
+        &self,
+        request: Request<pb::CancelPaymentRequest>,
+    ) -> Result<Response<pb::CancelPaymentResponse>, Status> {
+        let request = request.into_inner();
+        let reservation_id = required_reservation_id(&request.reservation_id)?;
+        let payment = store::refund(&self.db, &self.outbox, &reservation_id, request.reason.trim()).await?;
+        Ok(Response::new(pb::CancelPaymentResponse { payment: Some(payment.into()) }))
+    }
+}
+
+fn required_reservation_id(value: &str) -> Result<String, Error> {
+    let mut violations = FieldViolations::new();
+    let id = violations.required("reservation_id", value);
+    Ok(violations.check(id)?)
+}
+
+impl TryFrom<pb::PayRequest> for Charge {
+    type Error = Error;
+
+    fn try_from(request: pb::PayRequest) -> Result<Self, Error> {
+        let mut violations = FieldViolations::new();
+        let reservation_id = violations.required("reservation_id", &request.reservation_id);
+        let customer_id = violations.required("customer_id", &request.customer_id);
+        let amount = Money::positive("amount", request.amount.as_ref(), &mut violations);
+        let method = match request.payment_method.trim() {
+            "" => {
+                violations.add("payment_method", "is required");
+                None
+            }
+            token => {
+                let method = PaymentMethod::from_token(token);
+                if method.is_none() {
+                    violations.add(
+                        "payment_method",
+                        format!(
+                            "is not a known token; use {} (approves) or {} (declined)",
+                            PaymentMethod::APPROVING_TOKEN,
+                            PaymentMethod::DECLINING_TOKEN
+                        ),
+                    );
+                }
+                method
+            }
+        };
+        let rental = request.rental.map(Rental::from).unwrap_or_default();
+        match (amount, method) {
+            (Some(amount), Some(method)) if violations.is_empty() => Ok(Self {
+                reservation_id,
+                customer_id,
+                amount,
+                method,
+                rental,
+            }),
+            _ => Err(Error::InvalidArgument(violations)),
+        }
+    }
+}
+
+impl From<pb::Rental> for Rental {
+    fn from(rental: pb::Rental) -> Self {
+        Self {
+            car_number: rental.car_number,
+            pickup_date: rental.pickup_date,
+            return_date: rental.return_date,
+        }
+    }
+}
+
+impl From<Payment> for pb::Payment {
+    fn from(payment: Payment) -> Self {
+        let status = match payment.status {
+            PaymentStatus::Approved => pb::PaymentStatus::Approved,
+            PaymentStatus::Declined => pb::PaymentStatus::Declined,
+            PaymentStatus::Refunded => pb::PaymentStatus::Refunded,
+        };
+        Self {
+            payment_id: payment.payment_id,
+            reservation_id: payment.reservation_id,
+            customer_id: payment.customer_id,
+            amount: Some(payment.amount.into()),
+            status: status.into(),
+            decline_reason: payment.decline_reason.unwrap_or_default(),
+            rental: Some(pb::Rental {
+                car_number: payment.rental.car_number,
+                pickup_date: payment.rental.pickup_date,
+                return_date: payment.rental.return_date,
+            }),
+        }
+    }
+}

@@ -1,0 +1,196 @@
+//! The `payments` table: one row per reservation, changed together with its outbox events.
+
+use rentacar_events::{Event, Outbox, Payload};
+use rentacar_proto::events::{PaymentApproved, PaymentCanceled};
+use rentacar_runtime::db;
+use rentacar_types::Money;
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, DatabaseConnection, EntityTrait, IntoActiveModel, TransactionTrait};
+
+use crate::{
+    Error, SERVICE,
+    domain::{Charge, Payment, PaymentStatus, Rental},
+};
+
+pub mod payment {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "payments")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub reservation_id: String,
+        #[sea_orm(unique)]
+        pub payment_id: String,
+        pub customer_id: String,
+        pub amount_minor: i64,
+        pub currency_code: String,
+        pub payment_method: String,
+        pub status: String,
+        pub decline_reason: Option<String>,
+        pub refund_reason: Option<String>,
+        pub car_number: String,
+        pub pickup_date: String,
+        pub return_date: String,
+        pub created_at_ms: i64,
+        pub updated_at_ms: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+impl TryFrom<payment::Model> for Payment {
+    type Error = sea_orm::DbErr;
+
+    fn try_from(row: payment::Model) -> Result<Self, Self::Error> {
+        let status = PaymentStatus::parse(&row.status)
+            .ok_or_else(|| sea_orm::DbErr::Type(format!("unknown payment status {:?}", row.status)))?;
+        Ok(Self {
+            payment_id: row.payment_id,
+            reservation_id: row.reservation_id,
+            customer_id: row.customer_id,
+            amount: Money {
+                currency_code: row.currency_code,
+                amount_minor: row.amount_minor,
+            },
+            status,
+            decline_reason: row.decline_reason,
+            rental: Rental {
+                car_number: row.car_number,
+                pickup_date: row.pickup_date,
+                return_date: row.return_date,
+            },
+        })
+    }
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Charges once per reservation. A repeated call returns the stored outcome: the same
+/// approved (or refunded) payment, or the same decline.
+pub async fn pay(db: &DatabaseConnection, outbox: &Outbox, charge: Charge) -> Result<Payment, Error> {
+    match pay_once(db, outbox, charge.clone()).await {
+        // A concurrent identical call inserted first: this one now finds its payment.
+        Err(Error::Database(err)) if db::is_unique_violation(&err) => pay_once(db, outbox, charge).await,
+        outcome => outcome,
+    }
+}
+
+async fn pay_once(db: &DatabaseConnection, outbox: &Outbox, charge: Charge) -> Result<Payment, Error> {
+    let txn = db.begin().await?;
+    let payment = match payment::Entity::find_by_id(charge.reservation_id.clone()).one(&txn).await? {
+        Some(row) => {
+            let existing = Payment::try_from(row)?;
+            if !existing.is_same_charge(&charge) {
+                return Err(Error::DifferentCharge(charge.reservation_id));
+            }
+            existing
+        }
+        None => {
+            let decline_reason = charge.method.charge();
+            let status = if decline_reason.is_some() { PaymentStatus::Declined } else { PaymentStatus::Approved };
+            let now = now_ms();
+            let row = payment::Model {
+                reservation_id: charge.reservation_id.clone(),
+                payment_id: format!("pay_{}", uuid::Uuid::new_v4().simple()),
+                customer_id: charge.customer_id.clone(),
+                amount_minor: charge.amount.amount_minor,
+                currency_code: charge.amount.currency_code.clone(),
+                payment_method: charge.method.token().to_owned(),
+                status: status.as_str().to_owned(),
+                decline_reason: decline_reason.map(str::to_owned),
+                refund_reason: None,
+                car_number: charge.rental.car_number.clone(),
+                pickup_date: charge.rental.pickup_date.clone(),
+                return_date: charge.rental.return_date.clone(),
+                created_at_ms: now,
+                updated_at_ms: now,
+            };
+            payment::Entity::insert(row.clone().into_active_model())
+                .exec_without_returning(&txn)
+                .await?;
+            let payment = Payment::try_from(row)?;
+            if payment.status == PaymentStatus::Approved {
+                outbox.store(&txn, &approved_event(&payment)).await?;
+            }
+            txn.commit().await?;
+            outbox.wake();
+            tracing::info!(reservation_id = %payment.reservation_id, status = payment.status.as_str(), "payment charged");
+            payment
+        }
+    };
+    match (payment.status, &payment.decline_reason) {
+        (PaymentStatus::Declined, reason) => Err(Error::Declined {
+            reservation_id: payment.reservation_id,
+            reason: reason.clone().unwrap_or_default(),
+        }),
+        _ => Ok(payment),
+    }
+}
+
+/// Refunds an approved payment; a refunded one is returned unchanged.
+pub async fn refund(
+    db: &DatabaseConnection,
+    outbox: &Outbox,
+    reservation_id: &str,
+    reason: &str,
+) -> Result<Payment, Error> {
+    let txn = db.begin().await?;
+    let row = payment::Entity::find_by_id(reservation_id.to_owned())
+        .one(&txn)
+        .await?
+        .ok_or_else(|| Error::NotFound(reservation_id.to_owned()))?;
+    let mut payment = Payment::try_from(row.clone())?;
+    match payment.status {
+        PaymentStatus::Refunded => return Ok(payment),
+        PaymentStatus::Declined => return Err(Error::NothingToRefund(reservation_id.to_owned())),
+        PaymentStatus::Approved => {}
+    }
+    let mut active = row.into_active_model();
+    active.status = Set(PaymentStatus::Refunded.as_str().to_owned());
+    active.refund_reason = Set(Some(reason.to_owned()));
+    active.updated_at_ms = Set(now_ms());
+    active.update(&txn).await?;
+    payment.status = PaymentStatus::Refunded;
+
+    let event = Event::new(
+        SERVICE,
+        &payment.reservation_id,
+        Payload::PaymentCanceled(PaymentCanceled {
+            payment_id: payment.payment_id.clone(),
+            reservation_id: payment.reservation_id.clone(),
+            amount: Some(payment.amount.clone().into()),
+            reason: reason.to_owned(),
+        }),
+    );
+    outbox.store(&txn, &event).await?;
+    txn.commit().await?;
+    outbox.wake();
+    tracing::info!(reservation_id, "payment refunded");
+    Ok(payment)
+}
+
+pub async fn find(db: &DatabaseConnection, reservation_id: &str) -> Result<Option<Payment>, Error> {
+    let row = payment::Entity::find_by_id(reservation_id.to_owned()).one(db).await?;
+    Ok(row.map(Payment::try_from).transpose()?)
+}
+
+fn approved_event(payment: &Payment) -> Event {
+    Event::new(
+        SERVICE,
+        &payment.reservation_id,
+        Payload::PaymentApproved(PaymentApproved {
+            payment_id: payment.payment_id.clone(),
+            reservation_id: payment.reservation_id.clone(),
+            customer_id: payment.customer_id.clone(),
+            amount: Some(payment.amount.clone().into()),
+            car_number: payment.rental.car_number.clone(),
+            pickup_date: payment.rental.pickup_date.clone(),
+            return_date: payment.rental.return_date.clone(),
+        }),
+    )
+}
