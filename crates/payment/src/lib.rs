@@ -50,7 +50,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
     let db = db::wait_and_migrate::<migration::Migrator>(&config.service.database_url, &shutdown).await?;
     let nats = rentacar_events::connect(&config.service.nats_url, SERVICE)
         .await
-        .map_err(|e| RunError::Nats(e.into()))?;
+        .map_err(|e| RunError::Setup("NATS client", e.into()))?;
     let js = jetstream::new(nats);
 
     let outbox = Outbox::new();

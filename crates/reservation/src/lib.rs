@@ -1,1 +1,92 @@
-//! placeholder
+//! reservation: the core context. A customer reserves a car for a date range and pays in
+//! the same call; cancelling refunds the payment.
+//!
+//! Prices come from reservation's own replica of the car catalog, fed by fleet's
+//! `car_registered` events, so reservations go on while fleet is down. Payment is called
+//! synchronously over gRPC with a deadline: no reservation is stored as PAID unless payment
+//! approved it.
+//!
+//! - [`domain`]: reservations, their states and the legal transitions.
+//! - `grpc`: the `ReservationService` handlers.
+//! - `payment`: the client of the payment service and how its failures read here.
+//! - `store`: the `reservations` and `catalog_cars` tables.
+//! - `events`: what reservation consumes (the car catalog).
+//! - [`migration`]: the schema.
+
+pub mod domain;
+mod error;
+mod events;
+mod grpc;
+pub mod migration;
+mod payment;
+mod store;
+
+pub use error::Error;
+
+use std::time::Duration;
+
+use async_nats::jetstream;
+use rentacar_events::{Consumer, Outbox};
+use rentacar_proto::reservation::reservation_service_server::ReservationServiceServer;
+use rentacar_runtime::{
+    RunError, Server, ServiceConfig, Tasks,
+    config::{ConfigError, Env},
+    db,
+};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub const SERVICE: &str = "reservation";
+
+/// Settings of a reservation process.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub service: ServiceConfig,
+    /// `RENTACAR_PAYMENT_URL`: where the payment service listens.
+    pub payment_url: String,
+    /// `RENTACAR_PAYMENT_TIMEOUT_MS`: the deadline of each call to payment.
+    pub payment_timeout: Duration,
+}
+
+impl Config {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Ok(Self {
+            service: ServiceConfig::from_env(env, SERVICE)?,
+            payment_url: env.url_or("RENTACAR_PAYMENT_URL", "http://127.0.0.1:50052", &["http", "https"])?,
+            payment_timeout: env.millis_or("RENTACAR_PAYMENT_TIMEOUT_MS", Duration::from_secs(3))?,
+        })
+    }
+}
+
+/// Runs reservation on `listener` until `shutdown` fires, then drains.
+pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationToken) -> Result<(), RunError> {
+    let db = db::wait_and_migrate::<migration::Migrator>(&config.service.database_url, &shutdown).await?;
+    let nats = rentacar_events::connect(&config.service.nats_url, SERVICE)
+        .await
+        .map_err(|e| RunError::Setup("NATS client", e.into()))?;
+    let js = jetstream::new(nats);
+    let payments = payment::PaymentClient::new(&config.payment_url, config.payment_timeout)
+        .map_err(|e| RunError::Setup("payment client", e.into()))?;
+
+    let outbox = Outbox::new();
+    let mut tasks = Tasks::new();
+    let relay = outbox.relay(db.clone(), js.clone());
+    tasks.spawn(|stop| relay.run(stop));
+    let catalog = Consumer::new(
+        "reservation-car-catalog",
+        &["rentacar.fleet.car_registered"],
+        events::CatalogHandler,
+        db.clone(),
+        js,
+    );
+    tasks.spawn(|stop| catalog.run(stop));
+
+    let api = grpc::ReservationApi::new(db.clone(), outbox, payments);
+    let result = Server::new(listener, config.service.drain_period)
+        .watch_database(db)
+        .add_service(ReservationServiceServer::new(api))
+        .serve(shutdown)
+        .await;
+    tasks.stop().await;
+    Ok(result?)
+}

@@ -10,8 +10,8 @@ use tokio_util::sync::CancellationToken;
 pub enum RunError {
     #[error("database unavailable or its migration failed")]
     Database(#[from] sea_orm::DbErr),
-    #[error("NATS client could not be set up")]
-    Nats(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("{0} could not be set up")]
+    Setup(&'static str, #[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("gRPC server failed")]
     Serve(#[from] tonic::transport::Error),
 }

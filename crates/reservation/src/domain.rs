@@ -1,0 +1,128 @@
+//! Reservations, their states and the rules between them.
+
+use rentacar_types::{FieldViolations, Money, RentalPeriod};
+
+/// A reservation's lifecycle: `PAID` → `CONFIRMED` | `REJECTED`; `PAID`/`CONFIRMED` → `CANCELED`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Paid,
+    Confirmed,
+    Rejected,
+    Canceled,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Paid => "PAID",
+            Self::Confirmed => "CONFIRMED",
+            Self::Rejected => "REJECTED",
+            Self::Canceled => "CANCELED",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        [Self::Paid, Self::Confirmed, Self::Rejected, Self::Canceled]
+            .into_iter()
+            .find(|s| s.as_str() == value)
+    }
+
+    /// Whether a reservation in this state may move to `next`.
+    pub fn can_become(self, next: Status) -> bool {
+        matches!(
+            (self, next),
+            (Self::Paid, Self::Confirmed | Self::Rejected | Self::Canceled) | (Self::Confirmed, Self::Canceled)
+        )
+    }
+}
+
+/// A stored reservation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reservation {
+    pub reservation_id: String,
+    pub request_id: String,
+    pub customer_id: String,
+    pub car_number: String,
+    pub period: RentalPeriod,
+    pub price: Money,
+    pub status: Status,
+    pub payment_id: String,
+}
+
+/// A validated `Reserve` request.
+#[derive(Debug, Clone)]
+pub struct ReserveCommand {
+    pub request_id: Option<String>,
+    pub customer_id: String,
+    pub car_number: String,
+    pub period: RentalPeriod,
+    pub payment_method: String,
+}
+
+impl ReserveCommand {
+    /// The reservation id: derived from customer and request id when the client gave one,
+    /// so every retry of a call reaches payment under the same key and is charged once.
+    pub fn reservation_id(&self) -> String {
+        match &self.request_id {
+            Some(request_id) => {
+                let key = format!("{}\u{0}{}", self.customer_id, request_id);
+                uuid::Uuid::new_v5(&RESERVATION_NAMESPACE, key.as_bytes()).to_string()
+            }
+            None => uuid::Uuid::new_v4().to_string(),
+        }
+    }
+
+    /// Whether `existing` was made by this same request (a retry), rather than by another
+    /// request that reused its request id.
+    pub fn matches(&self, existing: &Reservation) -> bool {
+        existing.customer_id == self.customer_id
+            && existing.car_number == self.car_number
+            && existing.period == self.period
+    }
+}
+
+/// Namespace of reservation ids derived from request ids.
+const RESERVATION_NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6c1f_7a2e_93b4_4f0d_8e55_1d2c_3b4a_5f60);
+
+/// Validates an id-like field: required, at most 128 characters.
+pub fn required_id(field: &str, value: &str, violations: &mut FieldViolations) -> String {
+    let value = violations.required(field, value);
+    if value.len() > 128 {
+        violations.add(field, "must be at most 128 characters");
+    }
+    value
+}
+
+/// The price of renting at `daily_price` for `period`.
+pub fn price(daily_price: &Money, period: &RentalPeriod) -> Option<Money> {
+    daily_price.times(period.days())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_forward_transitions_are_allowed() {
+        assert!(Status::Paid.can_become(Status::Confirmed));
+        assert!(Status::Paid.can_become(Status::Rejected));
+        assert!(Status::Confirmed.can_become(Status::Canceled));
+        assert!(!Status::Confirmed.can_become(Status::Paid));
+        assert!(!Status::Rejected.can_become(Status::Canceled));
+        assert!(!Status::Canceled.can_become(Status::Confirmed));
+    }
+
+    #[test]
+    fn a_request_id_always_gives_the_same_reservation_id() {
+        let period = RentalPeriod::parse("2026-12-01", "2026-12-03", &mut FieldViolations::new()).unwrap();
+        let command = |customer: &str| ReserveCommand {
+            request_id: Some("r-1".into()),
+            customer_id: customer.into(),
+            car_number: "1111".into(),
+            period,
+            payment_method: "tok_visa".into(),
+        };
+        assert_eq!(command("alice").reservation_id(), command("alice").reservation_id());
+        assert_ne!(command("alice").reservation_id(), command("bob").reservation_id());
+    }
+}

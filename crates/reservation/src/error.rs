@@ -1,0 +1,68 @@
+//! reservation's errors and the one place they become gRPC statuses.
+
+use std::time::Duration;
+
+use rentacar_runtime::status;
+use rentacar_types::FieldViolations;
+use tonic::{Code, Status};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid request: {0}")]
+    InvalidArgument(FieldViolations),
+    #[error("car {0} is not in the catalog")]
+    CarNotFound(String),
+    #[error("reservation {0} not found")]
+    ReservationNotFound(String),
+    #[error("request id {0:?} was already used for a different reservation")]
+    RequestIdReused(String),
+    #[error("payment declined: {0}")]
+    PaymentDeclined(String),
+    #[error("payment service unavailable: {0}")]
+    PaymentUnavailable(String),
+    #[error("payment service failed: {0}")]
+    PaymentFailed(String),
+    #[error("reservation {id} is {status} and cannot be {action}")]
+    IllegalTransition { id: String, status: &'static str, action: &'static str },
+    #[error("the price overflows")]
+    PriceOverflow,
+    #[error("database error")]
+    Database(#[from] sea_orm::DbErr),
+}
+
+impl From<FieldViolations> for Error {
+    fn from(violations: FieldViolations) -> Self {
+        Self::InvalidArgument(violations)
+    }
+}
+
+impl From<Error> for Status {
+    fn from(err: Error) -> Self {
+        match &err {
+            Error::InvalidArgument(violations) => status::invalid_argument(violations),
+            Error::CarNotFound(number) => status::not_found("car", number),
+            Error::ReservationNotFound(id) => status::not_found("reservation", id),
+            Error::RequestIdReused(id) => status::already_exists("request", id, err.to_string()),
+            Error::PaymentDeclined(_) => {
+                status::with_reason(Code::FailedPrecondition, "PAYMENT_DECLINED", err.to_string())
+            }
+            Error::PaymentUnavailable(_) => {
+                tracing::warn!(error = %err, "payment unavailable");
+                status::unavailable("PAYMENT_UNAVAILABLE", err.to_string(), Duration::from_secs(1))
+            }
+            Error::PaymentFailed(_) => {
+                tracing::error!(error = %err, "payment failed");
+                status::internal()
+            }
+            Error::IllegalTransition { .. } => {
+                status::with_reason(Code::FailedPrecondition, "ILLEGAL_TRANSITION", err.to_string())
+            }
+            Error::PriceOverflow => {
+                let mut violations = FieldViolations::new();
+                violations.add("return_date", "makes the price too large");
+                status::invalid_argument(&violations)
+            }
+            Error::Database(db) => status::database(db),
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! `rentacar.reservation.v1.ReservationService`.
+
+use rentacar_events::Outbox;
+use rentacar_proto::reservation::{self as pb, reservation_service_server::ReservationService};
+use rentacar_types::{FieldViolations, PageRequest, PageToken, RentalPeriod};
+use sea_orm::DatabaseConnection;
+use tonic::{Request, Response, Status};
+
+use crate::{
+    Error,
+    domain::{self, Reservation, ReserveCommand, Status as State},
+    payment::PaymentClient,
+    store,
+};
+
+pub struct ReservationApi {
+    db: DatabaseConnection,
+    outbox: Outbox,
+    payments: PaymentClient,
+}
+
+impl ReservationApi {
+    pub fn new(db: DatabaseConnection, outbox: Outbox, payments: PaymentClient) -> Self {
+        Self { db, outbox, payments }
+    }
+
+    async fn reserve(&self, command: ReserveCommand) -> Result<Reservation, Error> {
+        let reservation_id = command.reservation_id();
+        if let Some(existing) = store::find(&self.db, &reservation_id).await? {
+            return if command.matches(&existing) {
+                Ok(existing)
+            } else {
+                Err(Error::RequestIdReused(existing.request_id))
+            };
+        }
+
+        let daily_price = store::daily_price(&self.db, &command.car_number)
+            .await?
+            .ok_or_else(|| Error::CarNotFound(command.car_number.clone()))?;
+        let price = domain::price(&daily_price, &command.period).ok_or(Error::PriceOverflow)?;
+        let payment_id = self
+            .payments
+            .pay(
+                &reservation_id,
+                &command.customer_id,
+                &price,
+                &command.payment_method,
+                &command.car_number,
+                &command.period,
+            )
+            .await?;
+
+        let reservation = Reservation {
+            request_id: command.request_id.unwrap_or_else(|| reservation_id.clone()),
+            reservation_id,
+            customer_id: command.customer_id,
+            car_number: command.car_number,
+            period: command.period,
+            price,
+            status: State::Paid,
+            payment_id,
+        };
+        store::insert_paid(&self.db, &self.outbox, reservation).await
+    }
+
+    async fn cancel(&self, reservation_id: String, customer_id: String) -> Result<Reservation, Error> {
+        // Another customer's reservation reads as missing: ids are not secrets to guard,
+        // but whether they exist is nobody else's business.
+        let reservation = store::find(&self.db, &reservation_id)
+            .await?
+            .filter(|r| r.customer_id == customer_id)
+            .ok_or_else(|| Error::ReservationNotFound(reservation_id.clone()))?;
+        match reservation.status {
+            State::Canceled => return Ok(reservation),
+            status if !status.can_become(State::Canceled) => {
+                return Err(Error::IllegalTransition {
+                    id: reservation_id,
+                    status: status.as_str(),
+                    action: "canceled",
+                });
+            }
+            _ => {}
+        }
+        self.payments.refund(&reservation_id, "canceled by customer").await?;
+        store::mark_canceled(&self.db, &self.outbox, &reservation).await
+    }
+}
+
+#[tonic::async_trait]
+impl ReservationService for ReservationApi {
+    async fn reserve(&self, request: Request<pb::ReserveRequest>) -> Result<Response<pb::ReserveResponse>, Status> {
+        let command = ReserveCommand::try_from(request.into_inner())?;
+        let reservation = self.reserve(command).await?;
+        Ok(Response::new(pb::ReserveResponse {
+            reservation: Some(reservation.into()),
+        }))
+    }
+
+    async fn get_reservation(
+        &self,
+        request: Request<pb::GetReservationRequest>,
+    ) -> Result<Response<pb::GetReservationResponse>, Status> {
+        let mut violations = FieldViolations::new();
+        let id = domain::required_id("reservation_id", &request.get_ref().reservation_id, &mut violations);
+        violations.check(()).map_err(Error::from)?;
+        let reservation = store::find(&self.db, &id).await?.ok_or(Error::ReservationNotFound(id))?;
+        Ok(Response::new(pb::GetReservationResponse {
+            reservation: Some(reservation.into()),
+        }))
+    }
+
+    async fn list_reservations(
+        &self,
+        request: Request<pb::ListReservationsRequest>,
+    ) -> Result<Response<pb::ListReservationsResponse>, Status> {
+        let request = request.into_inner();
+        let mut violations = FieldViolations::new();
+        let customer_id = domain::required_id("customer_id", &request.customer_id, &mut violations);
+        let page = PageRequest::parse(request.page_size, &request.page_token, &mut violations);
+        violations.check(()).map_err(Error::from)?;
+        let (reservations, next) = store::list_for_customer(&self.db, &customer_id, &page).await?;
+        Ok(Response::new(pb::ListReservationsResponse {
+            reservations: reservations.into_iter().map(Into::into).collect(),
+            next_page_token: next.map(|cursor| PageToken::encode(&cursor)).unwrap_or_default(),
+        }))
+    }
+
+    async fn cancel_reservation(
+        &self,
+        request: Request<pb::CancelReservationRequest>,
+    ) -> Result<Response<pb::CancelReservationResponse>, Status> {
+        let request = request.into_inner();
+        let mut violations = FieldViolations::new();
+        let reservation_id = domain::required_id("reservation_id", &request.reservation_id, &mut violations);
+        let customer_id = domain::required_id("customer_id", &request.customer_id, &mut violations);
+        violations.check(()).map_err(Error::from)?;
+        let reservation = self.cancel(reservation_id, customer_id).await?;
+        Ok(Response::new(pb::CancelReservationResponse {
+            reservation: Some(reservation.into()),
+        }))
+    }
+}
+
+impl TryFrom<pb::ReserveRequest> for ReserveCommand {
+    type Error = Error;
+
+    fn try_from(request: pb::ReserveRequest) -> Result<Self, Error> {
+        let mut violations = FieldViolations::new();
+        let request_id = request.request_id.trim();
+        if request_id.len() > 128 {
+            violations.add("request_id", "must be at most 128 characters");
+        }
+        let customer_id = domain::required_id("customer_id", &request.customer_id, &mut violations);
+        let car_number = domain::required_id("car_number", &request.car_number, &mut violations);
+        let period = RentalPeriod::parse(&request.pickup_date, &request.return_date, &mut violations);
+        let payment_method = violations.required("payment_method", &request.payment_method);
+        match period {
+            Some(period) if violations.is_empty() => Ok(Self {
+                request_id: (!request_id.is_empty()).then(|| request_id.to_owned()),
+                customer_id,
+                car_number,
+                period,
+                payment_method,
+            }),
+            _ => Err(Error::InvalidArgument(violations)),
+        }
+    }
+}
+
+impl From<Reservation> for pb::Reservation {
+    fn from(r: Reservation) -> Self {
+        let status = match r.status {
+            State::Paid => pb::ReservationStatus::Paid,
+            State::Confirmed => pb::ReservationStatus::Confirmed,
+            State::Rejected => pb::ReservationStatus::Rejected,
+            State::Canceled => pb::ReservationStatus::Canceled,
+        };
+        Self {
+            reservation_id: r.reservation_id,
+            customer_id: r.customer_id,
+            car_number: r.car_number,
+            pickup_date: r.period.pickup().to_string(),
+            return_date: r.period.return_date().to_string(),
+            price: Some(r.price.into()),
+            status: status.into(),
+            payment_id: r.payment_id,
+            request_id: r.request_id,
+        }
+    }
+}

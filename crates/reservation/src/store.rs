@@ -1,0 +1,249 @@
+//! The `reservations` table and the `catalog_cars` replica.
+
+use rentacar_events::{Event, Outbox, Payload};
+use rentacar_proto::events::{ReservationCanceled, ReservationPaid};
+use rentacar_runtime::db;
+use rentacar_types::{FieldViolations, Money, PageRequest, RentalPeriod};
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, IntoActiveModel,
+    QueryFilter, QueryOrder, QuerySelect, TransactionTrait, sea_query::{Expr, OnConflict},
+};
+
+use crate::{
+    Error, SERVICE,
+    domain::{Reservation, Status},
+};
+
+pub mod reservation {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "reservations")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub reservation_id: String,
+        pub request_id: String,
+        pub customer_id: String,
+        pub car_number: String,
+        pub pickup_date: String,
+        pub return_date: String,
+        pub price_minor: i64,
+        pub currency_code: String,
+        pub status: String,
+        pub payment_id: String,
+        pub created_at_ms: i64,
+        pub updated_at_ms: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod catalog_car {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "catalog_cars")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub car_number: String,
+        pub model: String,
+        pub daily_price_minor: i64,
+        pub currency_code: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+impl TryFrom<reservation::Model> for Reservation {
+    type Error = DbErr;
+
+    fn try_from(row: reservation::Model) -> Result<Self, DbErr> {
+        let corrupt = |what: &str| DbErr::Type(format!("reservation {}: bad {what}", row.reservation_id));
+        let status = Status::parse(&row.status).ok_or_else(|| corrupt("status"))?;
+        let period = RentalPeriod::parse(&row.pickup_date, &row.return_date, &mut FieldViolations::new())
+            .ok_or_else(|| corrupt("dates"))?;
+        Ok(Self {
+            reservation_id: row.reservation_id,
+            request_id: row.request_id,
+            customer_id: row.customer_id,
+            car_number: row.car_number,
+            period,
+            price: Money {
+                currency_code: row.currency_code,
+                amount_minor: row.price_minor,
+            },
+            status,
+            payment_id: row.payment_id,
+        })
+    }
+}
+
+/// The daily price of a car from the catalog replica.
+pub async fn daily_price(db: &DatabaseConnection, car_number: &str) -> Result<Option<Money>, DbErr> {
+    let car = catalog_car::Entity::find_by_id(car_number.to_owned()).one(db).await?;
+    Ok(car.map(|c| Money {
+        currency_code: c.currency_code,
+        amount_minor: c.daily_price_minor,
+    }))
+}
+
+/// Adds or updates a car in the catalog replica.
+pub async fn upsert_catalog_car(txn: &impl ConnectionTrait, car: catalog_car::Model) -> Result<(), DbErr> {
+    catalog_car::Entity::insert(car.into_active_model())
+        .on_conflict(
+            OnConflict::column(catalog_car::Column::CarNumber)
+                .update_columns([
+                    catalog_car::Column::Model,
+                    catalog_car::Column::DailyPriceMinor,
+                    catalog_car::Column::CurrencyCode,
+                ])
+                .to_owned(),
+        )
+        .exec_without_returning(txn)
+        .await?;
+    Ok(())
+}
+
+pub async fn find(db: &DatabaseConnection, reservation_id: &str) -> Result<Option<Reservation>, Error> {
+    let row = reservation::Entity::find_by_id(reservation_id.to_owned()).one(db).await?;
+    Ok(row.map(Reservation::try_from).transpose()?)
+}
+
+/// Stores a paid reservation with its `reservation.paid` event. If a concurrent retry of the
+/// same request stored it first, that one is returned.
+pub async fn insert_paid(db: &DatabaseConnection, outbox: &Outbox, reservation: Reservation) -> Result<Reservation, Error> {
+    let txn = db.begin().await?;
+    let now = now_ms();
+    let row = reservation::Model {
+        reservation_id: reservation.reservation_id.clone(),
+        request_id: reservation.request_id.clone(),
+        customer_id: reservation.customer_id.clone(),
+        car_number: reservation.car_number.clone(),
+        pickup_date: reservation.period.pickup().to_string(),
+        return_date: reservation.period.return_date().to_string(),
+        price_minor: reservation.price.amount_minor,
+        currency_code: reservation.price.currency_code.clone(),
+        status: Status::Paid.as_str().to_owned(),
+        payment_id: reservation.payment_id.clone(),
+        created_at_ms: now,
+        updated_at_ms: now,
+    };
+    if let Err(err) = reservation::Entity::insert(row.into_active_model()).exec_without_returning(&txn).await {
+        drop(txn);
+        if db::is_unique_violation(&err) {
+            return find(db, &reservation.reservation_id)
+                .await?
+                .ok_or(Error::ReservationNotFound(reservation.reservation_id));
+        }
+        return Err(err.into());
+    }
+    let event = Event::new(
+        SERVICE,
+        &reservation.reservation_id,
+        Payload::ReservationPaid(ReservationPaid {
+            reservation_id: reservation.reservation_id.clone(),
+            customer_id: reservation.customer_id.clone(),
+            car_number: reservation.car_number.clone(),
+            pickup_date: reservation.period.pickup().to_string(),
+            return_date: reservation.period.return_date().to_string(),
+            price: Some(reservation.price.clone().into()),
+            payment_id: reservation.payment_id.clone(),
+        }),
+    );
+    outbox.store(&txn, &event).await?;
+    txn.commit().await?;
+    outbox.wake();
+    tracing::info!(reservation_id = %reservation.reservation_id, car_number = %reservation.car_number, "reservation paid");
+    Ok(reservation)
+}
+
+/// Moves a reservation to CANCELED with its `reservation.canceled` event, unless it is no
+/// longer in a state that may be canceled.
+pub async fn mark_canceled(db: &DatabaseConnection, outbox: &Outbox, reservation: &Reservation) -> Result<Reservation, Error> {
+    let txn = db.begin().await?;
+    let from: Vec<&str> = [Status::Paid, Status::Confirmed]
+        .into_iter()
+        .filter(|s| s.can_become(Status::Canceled))
+        .map(Status::as_str)
+        .collect();
+    let updated = reservation::Entity::update_many()
+        .col_expr(reservation::Column::Status, Expr::value(Status::Canceled.as_str()))
+        .col_expr(reservation::Column::UpdatedAtMs, Expr::value(now_ms()))
+        .filter(reservation::Column::ReservationId.eq(reservation.reservation_id.as_str()))
+        .filter(reservation::Column::Status.is_in(from))
+        .exec(&txn)
+        .await?;
+    if updated.rows_affected == 1 {
+        let event = Event::new(
+            SERVICE,
+            &reservation.reservation_id,
+            Payload::ReservationCanceled(ReservationCanceled {
+                reservation_id: reservation.reservation_id.clone(),
+                customer_id: reservation.customer_id.clone(),
+                car_number: reservation.car_number.clone(),
+            }),
+        );
+        outbox.store(&txn, &event).await?;
+        txn.commit().await?;
+        outbox.wake();
+        tracing::info!(reservation_id = %reservation.reservation_id, "reservation canceled");
+    } else {
+        drop(txn);
+    }
+    find(db, &reservation.reservation_id)
+        .await?
+        .ok_or_else(|| Error::ReservationNotFound(reservation.reservation_id.clone()))
+}
+
+/// One page of a customer's reservations, newest first, and the cursor of the next page.
+pub async fn list_for_customer(
+    db: &DatabaseConnection,
+    customer_id: &str,
+    page: &PageRequest,
+) -> Result<(Vec<Reservation>, Option<String>), Error> {
+    let mut query = reservation::Entity::find()
+        .filter(reservation::Column::CustomerId.eq(customer_id))
+        .order_by_desc(reservation::Column::CreatedAtMs)
+        .order_by_desc(reservation::Column::ReservationId);
+    if let Some(after) = &page.after {
+        let (created, id) = parse_cursor(after).ok_or_else(|| {
+            let mut violations = FieldViolations::new();
+            violations.add("page_token", "is not a token returned by a previous page");
+            Error::InvalidArgument(violations)
+        })?;
+        query = query.filter(
+            Condition::any()
+                .add(reservation::Column::CreatedAtMs.lt(created))
+                .add(
+                    Condition::all()
+                        .add(reservation::Column::CreatedAtMs.eq(created))
+                        .add(reservation::Column::ReservationId.lt(id)),
+                ),
+        );
+    }
+    let mut rows = query.limit(page.size + 1).all(db).await?;
+    let more = rows.len() as u64 > page.size;
+    rows.truncate(page.size as usize);
+    let next = if more {
+        rows.last().map(|r| format!("{}|{}", r.created_at_ms, r.reservation_id))
+    } else {
+        None
+    };
+    let reservations = rows.into_iter().map(Reservation::try_from).collect::<Result<Vec<_>, _>>()?;
+    Ok((reservations, next))
+}
+
+fn parse_cursor(cursor: &str) -> Option<(i64, String)> {
+    let (created, id) = cursor.split_once('|')?;
+    Some((created.parse().ok()?, id.to_owned()))
+}
