@@ -15,30 +15,43 @@ pub struct ConfigError {
     pub expected: String,
 }
 
-/// Where variables come from: the process environment, or a fixed map in tests.
+/// Where variables come from: set values first, then (unless isolated) the process
+/// environment. `rentacar up` and tests set the per-service values this way.
 #[derive(Debug, Clone, Default)]
 pub struct Env {
-    overrides: Option<HashMap<String, String>>,
+    values: HashMap<String, String>,
+    read_process: bool,
 }
 
 impl Env {
     /// Reads the process environment.
     pub fn process() -> Self {
-        Self { overrides: None }
+        Self {
+            values: HashMap::new(),
+            read_process: true,
+        }
     }
 
-    /// Reads only the given pairs; used by tests and by `rentacar up`.
+    /// Reads only the given pairs, never the process environment.
     pub fn from_pairs<K: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (K, V)>) -> Self {
         Self {
-            overrides: Some(pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect()),
+            values: pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect(),
+            read_process: false,
         }
+    }
+
+    /// The same source with `name` set to `value`.
+    pub fn with(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.values.insert(name.into(), value.into());
+        self
     }
 
     /// The raw value of `name`, if set and not empty.
     pub fn get(&self, name: &str) -> Option<String> {
-        let value = match &self.overrides {
-            Some(map) => map.get(name).cloned(),
-            None => std::env::var(name).ok(),
+        let value = match self.values.get(name) {
+            Some(value) => Some(value.clone()),
+            None if self.read_process => std::env::var(name).ok(),
+            None => None,
         };
         value.filter(|v| !v.trim().is_empty())
     }
