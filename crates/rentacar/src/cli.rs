@@ -1,0 +1,122 @@
+//! Commands, and how a single service is configured, started and stopped.
+
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use rentacar_runtime::{
+    RunError,
+    config::{ConfigError, Env},
+    db, shutdown,
+};
+use sea_orm_migration::MigratorTrait;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(version, about = "rentacar: a rent-a-car reservation platform of gRPC services")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Runs one service. Configured by RENTACAR_* variables (see README).
+    Serve { service: Service },
+    /// Runs the whole platform on this machine: four services, SQLite files and NATS.
+    Up,
+    /// Applies a service's database migrations and exits.
+    Migrate { service: Service },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, ValueEnum)]
+pub enum Service {
+    Reservation,
+    Payment,
+    Fleet,
+    Mypage,
+}
+
+impl Service {
+    pub const ALL: [Service; 4] = [Self::Reservation, Self::Payment, Self::Fleet, Self::Mypage];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Reservation => rentacar_reservation::SERVICE,
+            Self::Payment => rentacar_payment::SERVICE,
+            Self::Fleet => rentacar_fleet::SERVICE,
+            Self::Mypage => rentacar_mypage::SERVICE,
+        }
+    }
+
+    pub fn default_port(self) -> u16 {
+        match self {
+            Self::Reservation => 50051,
+            Self::Payment => 50052,
+            Self::Fleet => 50053,
+            Self::Mypage => 50054,
+        }
+    }
+
+    /// Runs the service with its configuration from `env`.
+    pub async fn run(self, env: &Env, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let result: Result<(), RunError> = match self {
+            Self::Reservation => rentacar_reservation::run(rentacar_reservation::Config::from_env(env)?, listener, shutdown).await,
+            Self::Payment => rentacar_payment::run(rentacar_payment::Config::from_env(env)?, listener, shutdown).await,
+            Self::Fleet => rentacar_fleet::run(rentacar_fleet::Config::from_env(env)?, listener, shutdown).await,
+            Self::Mypage => rentacar_mypage::run(rentacar_mypage::Config::from_env(env)?, listener, shutdown).await,
+        };
+        result.with_context(|| format!("{} stopped with an error", self.name()))
+    }
+
+    /// Checks the service's configuration without running it.
+    pub fn check_config(self, env: &Env) -> Result<(), ConfigError> {
+        match self {
+            Self::Reservation => rentacar_reservation::Config::from_env(env).map(drop),
+            Self::Payment => rentacar_payment::Config::from_env(env).map(drop),
+            Self::Fleet => rentacar_fleet::Config::from_env(env).map(drop),
+            Self::Mypage => rentacar_mypage::Config::from_env(env).map(drop),
+        }
+    }
+}
+
+/// `rentacar serve <service>`: listens on `RENTACAR_LISTEN_ADDR` (default `0.0.0.0:<port>`).
+pub async fn serve(service: Service, env: &Env) -> anyhow::Result<()> {
+    service.check_config(env)?;
+    let default_addr = SocketAddr::from(([0, 0, 0, 0], service.default_port()));
+    let addr = env.parse_or("RENTACAR_LISTEN_ADDR", default_addr, "an address such as 0.0.0.0:50051")?;
+    let listener = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    tracing::info!(service = service.name(), %addr, "listening");
+
+    let stop = CancellationToken::new();
+    let signal = stop.clone();
+    tokio::spawn(async move {
+        shutdown::signal().await;
+        signal.cancel();
+    });
+    service.run(env, listener, stop).await?;
+    tracing::info!(service = service.name(), "stopped");
+    Ok(())
+}
+
+/// `rentacar migrate <service>`: brings the service's database up to date.
+pub async fn migrate(service: Service, env: &Env) -> anyhow::Result<()> {
+    let config = rentacar_runtime::ServiceConfig::from_env(env, service.name())?;
+    let url = &config.database_url;
+    let result = match service {
+        Service::Reservation => db::connect_and_migrate::<rentacar_reservation::migration::Migrator>(url).await,
+        Service::Payment => db::connect_and_migrate::<rentacar_payment::migration::Migrator>(url).await,
+        Service::Fleet => db::connect_and_migrate::<rentacar_fleet::migration::Migrator>(url).await,
+        Service::Mypage => db::connect_and_migrate::<rentacar_mypage::migration::Migrator>(url).await,
+    };
+    let db = result.with_context(|| format!("migrating {} at {url}", service.name()))?;
+    let applied = match service {
+        Service::Reservation => rentacar_reservation::migration::Migrator::get_applied_migrations(&db).await?,
+        Service::Payment => rentacar_payment::migration::Migrator::get_applied_migrations(&db).await?,
+        Service::Fleet => rentacar_fleet::migration::Migrator::get_applied_migrations(&db).await?,
+        Service::Mypage => rentacar_mypage::migration::Migrator::get_applied_migrations(&db).await?,
+    };
+    println!("{}: {} migrations applied", service.name(), applied.len());
+    Ok(())
+}
