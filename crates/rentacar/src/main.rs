@@ -1,22 +1,35 @@
 //! `rentacar`: one binary for every service, the whole platform, and migrations.
 
-#![forbid(unsafe_code)]
-
-mod cli;
-mod up;
-
-use clap::Parser;
+use clap::{Parser, Subcommand};
+use rentacar::{Service, up};
 use rentacar_runtime::{config::Env, telemetry};
+
+#[derive(Parser)]
+#[command(version, about = "rentacar: a rent-a-car reservation platform of gRPC services")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs one service. Configured by RENTACAR_* variables (see README).
+    Serve { service: Service },
+    /// Runs the whole platform on this machine: four services, SQLite files and NATS.
+    Up,
+    /// Applies a service's database migrations and exits.
+    Migrate { service: Service },
+}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = cli::Cli::parse();
+    let cli = Cli::parse();
     let env = Env::process();
     telemetry::init(telemetry::LogFormat::from_env(&env)?);
 
     match cli.command {
-        cli::Command::Serve { service } => cli::serve(service, &env).await,
-        cli::Command::Up => up::run(&env).await,
-        cli::Command::Migrate { service } => cli::migrate(service, &env).await,
+        Command::Serve { service } => rentacar::serve(service, &env).await,
+        Command::Up => up::run(&env).await,
+        Command::Migrate { service } => rentacar::migrate(service, &env).await,
     }
 }

@@ -12,7 +12,7 @@ use rentacar_runtime::{config::Env, shutdown};
 use tokio::{net::TcpListener, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::Service;
+use crate::Service;
 
 pub async fn run(env: &Env) -> anyhow::Result<()> {
     let data_dir = PathBuf::from(env.get("RENTACAR_DATA_DIR").unwrap_or_else(|| "data".to_owned()));

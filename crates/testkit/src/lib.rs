@@ -1,1 +1,341 @@
-//! placeholder
+//! A harness that runs the rentacar platform inside a test.
+//!
+//! [`Platform::start`] starts a private `nats-server -js` on a free port with a temporary
+//! store, gives every service a throwaway database (SQLite files in a temporary folder, or
+//! uniquely named PostgreSQL databases that are dropped afterwards), serves each service on
+//! port 0 and hands out generated gRPC clients. Services, and NATS itself, can be stopped,
+//! killed and started again on the same port and data to test faults.
+
+use std::{collections::HashMap, future::Future, net::SocketAddr, time::Duration};
+
+use anyhow::Context;
+use async_nats::jetstream;
+use futures::TryStreamExt;
+use rentacar::Service;
+use rentacar_events::nats_server::NatsServer;
+use rentacar_proto::{
+    fleet::fleet_service_client::FleetServiceClient, mypage::my_page_service_client::MyPageServiceClient,
+    payment::payment_service_client::PaymentServiceClient,
+    reservation::reservation_service_client::ReservationServiceClient,
+};
+use rentacar_runtime::config::Env;
+use sea_orm::{ConnectionTrait, Database};
+use tempfile::TempDir;
+use tokio::{net::TcpListener, task::JoinHandle};
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+
+pub use rentacar::Service as Svc;
+
+/// The longest a test waits for an eventually consistent state before failing.
+pub const EVENTUALLY: Duration = Duration::from_secs(30);
+
+/// Where the services keep their data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A service running as a task of the test process.
+struct Running {
+    stop: CancellationToken,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+pub struct Platform {
+    nats: NatsServer,
+    nats_store: TempDir,
+    /// Holds the SQLite files; removed on drop.
+    _data: TempDir,
+    databases: HashMap<Service, String>,
+    postgres: Option<PostgresDatabases>,
+    addrs: HashMap<Service, SocketAddr>,
+    running: HashMap<Service, Running>,
+}
+
+impl Platform {
+    /// Starts NATS and all four services.
+    pub async fn start(backend: Backend) -> anyhow::Result<Self> {
+        init_logging();
+        let binary = NatsServer::find_binary()
+            .context("nats-server not found: run `cargo xtask test`, which installs it into .tools/")?;
+        let nats_store = tempfile::tempdir()?;
+        let nats = NatsServer::start(&binary, 0, nats_store.path()).await?;
+        let data = tempfile::tempdir()?;
+
+        let (databases, postgres) = match backend {
+            Backend::Sqlite => {
+                let urls = Service::ALL
+                    .into_iter()
+                    .map(|s| (s, format!("sqlite://{}/{}.db?mode=rwc", data.path().display(), s.name())))
+                    .collect();
+                (urls, None)
+            }
+            Backend::Postgres => {
+                let pg = PostgresDatabases::create().await?;
+                (pg.urls.clone(), Some(pg))
+            }
+        };
+
+        let mut platform = Self {
+            nats,
+            nats_store,
+            _data: data,
+            databases,
+            postgres,
+            addrs: HashMap::new(),
+            running: HashMap::new(),
+        };
+        // Payment first: reservation is configured with its address.
+        for service in [Service::Payment, Service::Fleet, Service::Reservation, Service::Mypage] {
+            platform.start_service(service).await?;
+        }
+        Ok(platform)
+    }
+
+    /// Starts (or restarts) `service` on its previous port and database.
+    pub async fn start_service(&mut self, service: Service) -> anyhow::Result<()> {
+        let bind = self.addrs.get(&service).copied().unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+        let listener = TcpListener::bind(bind).await.with_context(|| format!("binding {bind}"))?;
+        let addr = listener.local_addr()?;
+        self.addrs.insert(service, addr);
+
+        let env = Env::from_pairs([
+            ("RENTACAR_DATABASE_URL", self.databases[&service].clone()),
+            ("RENTACAR_NATS_URL", self.nats.url()),
+            ("RENTACAR_DRAIN_MS", "0".to_owned()),
+            ("RENTACAR_PAYMENT_TIMEOUT_MS", "2000".to_owned()),
+        ]);
+        let env = match self.addrs.get(&Service::Payment) {
+            Some(payment) => env.with("RENTACAR_PAYMENT_URL", format!("http://{payment}")),
+            None => env,
+        };
+        let stop = CancellationToken::new();
+        let token = stop.clone();
+        let task = tokio::spawn(async move { service.run(&env, listener, token).await });
+        self.running.insert(service, Running { stop, task });
+        self.wait_until_serving(service).await
+    }
+
+    /// Stops `service` gracefully: drain, flush its outbox, exit.
+    pub async fn stop_service(&mut self, service: Service) -> anyhow::Result<()> {
+        if let Some(running) = self.running.remove(&service) {
+            running.stop.cancel();
+            running.task.await??;
+        }
+        Ok(())
+    }
+
+    /// Stops `service` at once, as a crash or SIGKILL would: nothing after this instant runs.
+    pub async fn kill_service(&mut self, service: Service) {
+        if let Some(running) = self.running.remove(&service) {
+            running.task.abort();
+            let _ = running.task.await;
+        }
+    }
+
+    /// Kills the NATS server; services keep running and keep reconnecting.
+    pub async fn stop_nats(&mut self) -> anyhow::Result<()> {
+        self.nats.kill().await?;
+        Ok(())
+    }
+
+    /// Starts NATS again on the same port with the same JetStream store.
+    pub async fn start_nats(&mut self) -> anyhow::Result<()> {
+        let binary = NatsServer::find_binary().context("nats-server not found")?;
+        self.nats = NatsServer::start(&binary, self.nats.port(), self.nats_store.path()).await?;
+        Ok(())
+    }
+
+    pub fn addr(&self, service: Service) -> SocketAddr {
+        self.addrs[&service]
+    }
+
+    pub async fn channel(&self, service: Service) -> Channel {
+        Channel::from_shared(format!("http://{}", self.addr(service)))
+            .expect("valid uri")
+            .connect_lazy()
+    }
+
+    pub async fn fleet(&self) -> FleetServiceClient<Channel> {
+        FleetServiceClient::new(self.channel(Service::Fleet).await)
+    }
+
+    pub async fn payment(&self) -> PaymentServiceClient<Channel> {
+        PaymentServiceClient::new(self.channel(Service::Payment).await)
+    }
+
+    pub async fn reservation(&self) -> ReservationServiceClient<Channel> {
+        ReservationServiceClient::new(self.channel(Service::Reservation).await)
+    }
+
+    pub async fn mypage(&self) -> MyPageServiceClient<Channel> {
+        MyPageServiceClient::new(self.channel(Service::Mypage).await)
+    }
+
+    /// A JetStream context on the platform's NATS, to look at what was published.
+    pub async fn jetstream(&self) -> anyhow::Result<jetstream::Context> {
+        Ok(jetstream::new(async_nats::connect(self.nats.url()).await?))
+    }
+
+    /// How many messages the event stream holds on `subject`.
+    pub async fn messages_on(&self, subject: &str) -> anyhow::Result<u64> {
+        let js = self.jetstream().await?;
+        let stream = js.get_stream(rentacar_events::stream::STREAM_NAME).await?;
+        let counts: HashMap<String, usize> = stream.info_with_subjects(subject).await?.try_collect().await?;
+        Ok(counts.get(subject).copied().unwrap_or(0) as u64)
+    }
+
+    /// Stops every service and removes every database.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        for service in [Service::Reservation, Service::Mypage, Service::Fleet, Service::Payment] {
+            self.stop_service(service).await?;
+        }
+        if let Some(pg) = self.postgres.take() {
+            pg.drop_all().await?;
+        }
+        Ok(())
+    }
+
+    async fn wait_until_serving(&self, service: Service) -> anyhow::Result<()> {
+        let health = tonic_health::pb::health_client::HealthClient::new(self.channel(service).await);
+        eventually(&format!("{} to be SERVING", service.name()), || {
+            let mut health = health.clone();
+            async move {
+                let request = tonic_health::pb::HealthCheckRequest { service: String::new() };
+                let response = health.check(request).await.ok()?.into_inner();
+                (response.status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32).then_some(())
+            }
+        })
+        .await;
+        Ok(())
+    }
+}
+
+/// Registers a car and waits until reservation's catalog replica has it.
+pub async fn register_car(platform: &Platform, car_number: &str, model: &str, daily_price: i64) -> anyhow::Result<()> {
+    use rentacar_proto::{common::Money, fleet::RegisterCarRequest};
+    platform
+        .fleet()
+        .await
+        .register_car(RegisterCarRequest {
+            car_number: car_number.to_owned(),
+            model: model.to_owned(),
+            daily_price: Some(Money { currency_code: "JPY".to_owned(), amount_minor: daily_price }),
+        })
+        .await?;
+    wait_for_catalog(platform, car_number).await;
+    Ok(())
+}
+
+/// Waits until reservation can price `car_number`. The probe is a `Reserve` with a payment
+/// token payment refuses, which changes nothing: NOT_FOUND while the car is unknown,
+/// INVALID_ARGUMENT once it is known.
+pub async fn wait_for_catalog(platform: &Platform, car_number: &str) {
+    let client = platform.reservation().await;
+    eventually(&format!("car {car_number} in reservation's catalog"), || {
+        let mut client = client.clone();
+        async move {
+            let probe = rentacar_proto::reservation::ReserveRequest {
+                request_id: String::new(),
+                customer_id: "catalog-probe".to_owned(),
+                car_number: car_number.to_owned(),
+                pickup_date: "2030-01-01".to_owned(),
+                return_date: "2030-01-02".to_owned(),
+                payment_method: "tok_probe_only".to_owned(),
+            };
+            match client.reserve(probe).await {
+                Err(status) if status.code() == tonic::Code::InvalidArgument => Some(()),
+                _ => None,
+            }
+        }
+    })
+    .await
+}
+
+/// Waits until `check` returns `Some`, polling; fails the test after [`EVENTUALLY`].
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + EVENTUALLY;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "gave up waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// One PostgreSQL database per service, named uniquely for this test.
+struct PostgresDatabases {
+    admin_url: String,
+    names: Vec<String>,
+    urls: HashMap<Service, String>,
+    dropped: bool,
+}
+
+impl PostgresDatabases {
+    /// `RENTACAR_TEST_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`)
+    /// must allow creating databases.
+    async fn create() -> anyhow::Result<Self> {
+        let admin_url = std::env::var("RENTACAR_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+        let admin = Database::connect(&admin_url)
+            .await
+            .with_context(|| format!("PostgreSQL at {admin_url} (set RENTACAR_TEST_POSTGRES_URL)"))?;
+        let run = uuid::Uuid::new_v4().simple().to_string();
+        let base = admin_url.rsplit_once('/').map(|(base, _)| base).unwrap_or(&admin_url).to_owned();
+        let mut names = Vec::new();
+        let mut urls = HashMap::new();
+        for service in Service::ALL {
+            let name = format!("rentacar_test_{}_{}", &run[..12], service.name());
+            admin.execute_unprepared(&format!("CREATE DATABASE \"{name}\"")).await?;
+            urls.insert(service, format!("{base}/{name}"));
+            names.push(name);
+        }
+        Ok(Self { admin_url, names, urls, dropped: false })
+    }
+
+    async fn drop_all(mut self) -> anyhow::Result<()> {
+        drop_databases(&self.admin_url, &self.names).await?;
+        self.dropped = true;
+        Ok(())
+    }
+}
+
+impl Drop for PostgresDatabases {
+    /// A failed test still removes its databases.
+    fn drop(&mut self) {
+        if self.dropped {
+            return;
+        }
+        let (url, names) = (self.admin_url.clone(), self.names.clone());
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtime.block_on(drop_databases(&url, &names))
+        })
+        .join();
+    }
+}
+
+async fn drop_databases(admin_url: &str, names: &[String]) -> anyhow::Result<()> {
+    let admin = Database::connect(admin_url).await?;
+    for name in names {
+        admin
+            .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+            .await?;
+    }
+    Ok(())
+}
+
+fn init_logging() {
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".to_owned());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
+}

@@ -1,9 +1,9 @@
-//! Commands, and how a single service is configured, started and stopped.
+//! The four services by name, and the commands that run one of them.
 
 use std::net::SocketAddr;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::ValueEnum;
 use rentacar_runtime::{
     RunError,
     config::{ConfigError, Env},
@@ -12,23 +12,6 @@ use rentacar_runtime::{
 use sea_orm_migration::MigratorTrait;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-
-#[derive(Parser)]
-#[command(version, about = "rentacar: a rent-a-car reservation platform of gRPC services")]
-pub struct Cli {
-    #[command(subcommand)]
-    pub command: Command,
-}
-
-#[derive(Subcommand)]
-pub enum Command {
-    /// Runs one service. Configured by RENTACAR_* variables (see README).
-    Serve { service: Service },
-    /// Runs the whole platform on this machine: four services, SQLite files and NATS.
-    Up,
-    /// Applies a service's database migrations and exits.
-    Migrate { service: Service },
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, ValueEnum)]
 pub enum Service {
