@@ -1,6 +1,12 @@
 //! The transactional outbox and the relay that drains it into JetStream.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use async_nats::{HeaderMap, jetstream};
 use sea_orm::{
@@ -86,6 +92,7 @@ impl Outbox {
             db,
             js,
             wake: self.wake.clone(),
+            stream_ready: AtomicBool::new(false),
         }
     }
 }
@@ -95,6 +102,8 @@ pub struct Relay {
     db: DatabaseConnection,
     js: jetstream::Context,
     wake: Arc<Notify>,
+    /// Whether the stream is known to exist; checked again after any publish failure.
+    stream_ready: AtomicBool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -108,10 +117,9 @@ pub enum RelayError {
 impl Relay {
     /// Runs until `shutdown` fires, then makes one last bounded attempt to flush.
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut stream_ready = false;
         let mut backoff = Duration::from_millis(100);
         loop {
-            let outcome = self.publish_round(&mut stream_ready).await;
+            let outcome = self.publish_pending().await;
             let wait = match outcome {
                 Ok(sent) if sent as u64 == BATCH => continue,
                 Ok(_) => {
@@ -119,7 +127,6 @@ impl Relay {
                     POLL_INTERVAL
                 }
                 Err(err) => {
-                    stream_ready = false;
                     tracing::warn!(error = %err, cause = ?std::error::Error::source(&err), retry_in = ?backoff, "outbox relay could not publish; events stay stored");
                     let wait = backoff;
                     backoff = (backoff * 2).min(Duration::from_secs(5));
@@ -134,7 +141,7 @@ impl Relay {
         }
 
         let flush = async {
-            while let Ok(sent) = self.publish_round(&mut stream_ready).await {
+            while let Ok(sent) = self.publish_pending().await {
                 if sent == 0 {
                     break;
                 }
@@ -145,8 +152,8 @@ impl Relay {
         }
     }
 
-    /// Publishes one batch of unsent events; returns how many were sent.
-    pub async fn publish_round(&self, stream_ready: &mut bool) -> Result<usize, RelayError> {
+    /// Publishes one batch of unsent events, oldest first; returns how many were sent.
+    pub async fn publish_pending(&self) -> Result<usize, RelayError> {
         let pending = entity::Entity::find()
             .filter(entity::Column::SentAtMs.is_null())
             .order_by_asc(entity::Column::Id)
@@ -156,9 +163,9 @@ impl Relay {
         if pending.is_empty() {
             return Ok(0);
         }
-        if !*stream_ready {
+        if !self.stream_ready.load(Ordering::Relaxed) {
             stream::ensure(&self.js).await.map_err(RelayError::Publish)?;
-            *stream_ready = true;
+            self.stream_ready.store(true, Ordering::Relaxed);
         }
 
         // Send the whole batch, then collect acks: one round trip of latency, not one each.
@@ -170,7 +177,10 @@ impl Relay {
                 .js
                 .publish_with_headers(row.subject.clone(), headers, row.payload.clone().into())
                 .await
-                .map_err(|e| RelayError::Publish(e.into()))?;
+                .map_err(|e| {
+                    self.stream_ready.store(false, Ordering::Relaxed);
+                    RelayError::Publish(e.into())
+                })?;
             acks.push((row.id, ack));
         }
         let mut sent = Vec::with_capacity(acks.len());
@@ -193,7 +203,10 @@ impl Relay {
             tracing::debug!(count = sent.len(), "outbox events published");
         }
         match failure {
-            Some(err) => Err(err),
+            Some(err) => {
+                self.stream_ready.store(false, Ordering::Relaxed);
+                Err(err)
+            }
             None => Ok(sent.len()),
         }
     }

@@ -1,0 +1,164 @@
+//! The outbox and inbox against a real nats-server and a real SQLite database.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use async_nats::{HeaderMap, jetstream};
+use futures::TryStreamExt;
+use rentacar_events::{
+    Consumer, Delivery, Event, Handler, HandlerError, Outbox, Payload, nats_server::NatsServer, stream,
+};
+use rentacar_proto::events::{CarRegistered, EventEnvelope};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction};
+use sea_orm_migration::{MigrationTrait, MigratorTrait};
+use tokio_util::sync::CancellationToken;
+
+struct Migrator;
+
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        rentacar_events::migration::migrations()
+    }
+}
+
+struct Fixture {
+    _nats: NatsServer,
+    _dirs: (tempfile::TempDir, tempfile::TempDir),
+    db: DatabaseConnection,
+    js: jetstream::Context,
+}
+
+async fn fixture() -> anyhow::Result<Fixture> {
+    let store = tempfile::tempdir()?;
+    let data = tempfile::tempdir()?;
+    let nats = NatsServer::start(&NatsServer::find_binary().expect("nats-server"), 0, store.path()).await?;
+    let url = format!("sqlite://{}/backbone.db?mode=rwc", data.path().display());
+    let db = connect_and_migrate(&url).await?;
+    let js = jetstream::new(async_nats::connect(nats.url()).await?);
+    Ok(Fixture { _nats: nats, _dirs: (store, data), db, js })
+}
+
+async fn connect_and_migrate(url: &str) -> anyhow::Result<DatabaseConnection> {
+    let db = sea_orm::Database::connect(url).await?;
+    Migrator::up(&db, None).await?;
+    Ok(db)
+}
+
+fn car_registered(number: &str) -> Event {
+    Event::new(
+        "test",
+        number,
+        Payload::CarRegistered(CarRegistered { car_number: number.into(), model: "Fit".into(), daily_price: None }),
+    )
+}
+
+async fn count(js: &jetstream::Context, subject: &str) -> anyhow::Result<usize> {
+    let stream = js.get_stream(stream::STREAM_NAME).await?;
+    let counts: std::collections::HashMap<String, usize> = stream.info_with_subjects(subject).await?.try_collect().await?;
+    Ok(counts.get(subject).copied().unwrap_or(0))
+}
+
+/// A relay that crashed after publishing but before marking its rows sent publishes them
+/// again on restart; the stream's duplicate window keeps one copy.
+#[tokio::test]
+async fn a_resend_after_a_crash_is_kept_once() -> anyhow::Result<()> {
+    let f = fixture().await?;
+    let outbox = Outbox::new();
+    outbox.store(&f.db, &car_registered("1111")).await?;
+    outbox.store(&f.db, &car_registered("2222")).await?;
+
+    let relay = outbox.relay(f.db.clone(), f.js.clone());
+    assert_eq!(relay.publish_pending().await?, 2);
+    assert_eq!(relay.publish_pending().await?, 0, "sent rows are not sent again");
+    assert_eq!(rentacar_events::outbox::pending(&f.db).await?, 0);
+
+    // The crash: the publish happened, the mark did not.
+    f.db.execute_unprepared("UPDATE outbox SET sent_at_ms = NULL").await?;
+    let restarted = outbox.relay(f.db.clone(), f.js.clone());
+    assert_eq!(restarted.publish_pending().await?, 2);
+    assert_eq!(count(&f.js, "rentacar.fleet.car_registered").await?, 2);
+    Ok(())
+}
+
+/// Counts what it applies; fails its first `failures` calls.
+#[derive(Clone, Default)]
+struct Counting {
+    applied: Arc<AtomicUsize>,
+    calls: Arc<AtomicUsize>,
+    failures: usize,
+}
+
+impl Handler for Counting {
+    async fn handle(&self, _: &DatabaseTransaction, _: &EventEnvelope, _: &Delivery) -> Result<(), HandlerError> {
+        if self.calls.fetch_add(1, Ordering::SeqCst) < self.failures {
+            return Err(HandlerError::Failed("not yet".into()));
+        }
+        self.applied.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+async fn publish_raw(js: &jetstream::Context, event: &Event, msg_id: &str) -> anyhow::Result<()> {
+    let mut headers = HeaderMap::new();
+    headers.insert("Nats-Msg-Id", msg_id);
+    js.publish_with_headers(event.subject(), headers, event.encode().into()).await?.await?;
+    Ok(())
+}
+
+async fn wait_until_drained(js: &jetstream::Context, consumer: &str) -> anyhow::Result<()> {
+    for _ in 0..600 {
+        let stream = js.get_stream(stream::STREAM_NAME).await?;
+        if let Ok(mut c) = stream.get_consumer::<jetstream::consumer::pull::Config>(consumer).await {
+            let info = c.info().await?;
+            if info.num_pending == 0 && info.num_ack_pending == 0 && info.delivered.stream_sequence > 0 {
+                return Ok(());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    anyhow::bail!("consumer {consumer} did not drain")
+}
+
+/// The same event delivered twice (an ack lost on the way) is applied once.
+#[tokio::test]
+async fn a_redelivered_event_is_applied_once() -> anyhow::Result<()> {
+    let f = fixture().await?;
+    stream::ensure(&f.js).await.map_err(|e| anyhow::anyhow!(e))?;
+    let event = car_registered("1111");
+    publish_raw(&f.js, &event, "first-delivery").await?;
+    publish_raw(&f.js, &event, "second-delivery").await?;
+
+    let handler = Counting::default();
+    let stop = CancellationToken::new();
+    let consumer = Consumer::new("test-once", &["rentacar.fleet.>"], handler.clone(), f.db.clone(), f.js.clone());
+    let task = tokio::spawn(consumer.run(stop.clone()));
+    wait_until_drained(&f.js, "test-once").await?;
+    stop.cancel();
+    task.await?;
+    assert_eq!(handler.applied.load(Ordering::SeqCst), 1);
+    Ok(())
+}
+
+/// A handler that fails is retried by redelivery until it succeeds, then applied once.
+#[tokio::test]
+async fn a_failing_handler_gets_the_event_again() -> anyhow::Result<()> {
+    let f = fixture().await?;
+    stream::ensure(&f.js).await.map_err(|e| anyhow::anyhow!(e))?;
+    publish_raw(&f.js, &car_registered("1111"), "only").await?;
+
+    let handler = Counting { failures: 2, ..Default::default() };
+    let stop = CancellationToken::new();
+    let consumer = Consumer::new("test-retry", &["rentacar.fleet.>"], handler.clone(), f.db.clone(), f.js.clone());
+    let task = tokio::spawn(consumer.run(stop.clone()));
+    wait_until_drained(&f.js, "test-retry").await?;
+    stop.cancel();
+    task.await?;
+    assert_eq!(handler.calls.load(Ordering::SeqCst), 3);
+    assert_eq!(handler.applied.load(Ordering::SeqCst), 1);
+    Ok(())
+}
