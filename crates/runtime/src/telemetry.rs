@@ -25,13 +25,16 @@ impl LogFormat {
     }
 }
 
-/// Installs the global subscriber. The level filter comes from `RUST_LOG` (default `info`).
+/// Installs the global subscriber, writing to stderr so stdout stays for command output.
+/// The level filter comes from `RUST_LOG` (default `info`).
 pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let registry = tracing_subscriber::registry().with(filter);
     // A second init (several services in one test process) is harmless: keep the first.
     let _ = match format {
-        LogFormat::Text => registry.with(fmt::layer()).try_init(),
-        LogFormat::Json => registry.with(fmt::layer().json().flatten_event(true)).try_init(),
+        LogFormat::Text => registry.with(fmt::layer().with_writer(std::io::stderr)).try_init(),
+        LogFormat::Json => registry
+            .with(fmt::layer().json().flatten_event(true).with_writer(std::io::stderr))
+            .try_init(),
     };
 }

@@ -1,0 +1,115 @@
+//! The `rentacar` binary as an operator runs it: configuration errors, migrations, readiness
+//! without NATS, reflection, and a graceful stop on SIGTERM.
+
+use std::{
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+
+const BIN: &str = env!("CARGO_BIN_EXE_rentacar");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[test]
+fn a_bad_variable_is_named_and_the_process_exits_non_zero() {
+    let output = Command::new(BIN)
+        .args(["serve", "fleet"])
+        .env("RENTACAR_DRAIN_MS", "soon")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("RENTACAR_DRAIN_MS=\"soon\""), "{stderr}");
+
+    let output = Command::new(BIN).args(["serve", "fleet"]).env("RENTACAR_DATABASE_URL", "mysql://x").output().unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("RENTACAR_DATABASE_URL"));
+}
+
+#[test]
+fn migrate_applies_every_migration_and_is_repeatable() {
+    let data = tempfile::tempdir().unwrap();
+    for _ in 0..2 {
+        let output = Command::new(BIN)
+            .args(["migrate", "reservation"])
+            .env("RENTACAR_DATA_DIR", data.path())
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "reservation: 4 migrations applied");
+    }
+    assert!(data.path().join("reservation.db").is_file());
+}
+
+async fn channel(port: u16) -> Result<tonic::transport::Channel, tonic::transport::Error> {
+    tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))?.connect().await
+}
+
+async fn health(port: u16) -> Option<i32> {
+    let mut client = HealthClient::new(channel(port).await.ok()?);
+    let response = client.check(HealthCheckRequest { service: "rentacar.fleet.v1.FleetService".into() }).await;
+    Some(response.ok()?.into_inner().status)
+}
+
+async fn wait_for_health(port: u16, wanted: ServingStatus) {
+    for _ in 0..400 {
+        if health(port).await == Some(wanted as i32) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("health never became {wanted:?}");
+}
+
+/// With NATS unreachable the service is still ready (its outbox holds events). On SIGTERM
+/// it turns NOT_SERVING at once, keeps answering through the drain, then exits 0.
+#[tokio::test]
+async fn serves_without_nats_and_drains_on_sigterm() {
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut child = tokio::process::Command::new(BIN)
+        .args(["serve", "fleet"])
+        .env("RENTACAR_DATA_DIR", data.path())
+        .env("RENTACAR_LISTEN_ADDR", format!("127.0.0.1:{port}"))
+        .env("RENTACAR_NATS_URL", format!("nats://127.0.0.1:{}", free_port()))
+        .env("RENTACAR_DRAIN_MS", "1500")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    wait_for_health(port, ServingStatus::Serving).await;
+
+    let services = reflected_services(port).await;
+    for expected in ["rentacar.fleet.v1.FleetService", "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection"] {
+        assert!(services.iter().any(|s| s == expected), "{expected} missing from {services:?}");
+    }
+
+    let pid = child.id().unwrap().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    wait_for_health(port, ServingStatus::NotServing).await;
+    let status = child.wait().await.unwrap();
+    assert!(status.success(), "exit status {status:?}");
+}
+
+async fn reflected_services(port: u16) -> Vec<String> {
+    use tonic_reflection::pb::v1::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
+    let mut client = ServerReflectionClient::new(channel(port).await.unwrap());
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = client.server_reflection_info(tokio_stream::iter([request])).await.unwrap().into_inner();
+    let response = responses.message().await.unwrap().unwrap();
+    match response.message_response {
+        Some(MessageResponse::ListServicesResponse(list)) => list.service.into_iter().map(|s| s.name).collect(),
+        other => panic!("unexpected reflection response {other:?}"),
+    }
+}
