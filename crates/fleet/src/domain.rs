@@ -30,7 +30,11 @@ impl Car {
         }
         let daily_price = Money::positive("daily_price", daily_price, &mut violations);
         match daily_price {
-            Some(daily_price) if violations.is_empty() => Ok(Self { car_number, model, daily_price }),
+            Some(daily_price) if violations.is_empty() => Ok(Self {
+                car_number,
+                model,
+                daily_price,
+            }),
             _ => Err(violations),
         }
     }

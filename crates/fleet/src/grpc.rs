@@ -6,7 +6,11 @@ use rentacar_types::{FieldViolations, PageRequest, PageToken};
 use sea_orm::DatabaseConnection;
 use tonic::{Request, Response, Status};
 
-use crate::{Error, domain::{self, Car}, store};
+use crate::{
+    Error,
+    domain::{self, Car},
+    store,
+};
 
 pub struct FleetApi {
     db: DatabaseConnection,
@@ -26,20 +30,33 @@ impl FleetService for FleetApi {
         request: Request<pb::RegisterCarRequest>,
     ) -> Result<Response<pb::RegisterCarResponse>, Status> {
         let request = request.into_inner();
-        let car = Car::new(&request.car_number, &request.model, request.daily_price.as_ref()).map_err(Error::from)?;
+        let car = Car::new(&request.car_number, &request.model, request.daily_price.as_ref())
+            .map_err(Error::from)?;
         let car = store::register(&self.db, &self.outbox, car).await?;
-        Ok(Response::new(pb::RegisterCarResponse { car: Some(car.into()) }))
+        Ok(Response::new(pb::RegisterCarResponse {
+            car: Some(car.into()),
+        }))
     }
 
-    async fn get_car(&self, request: Request<pb::GetCarRequest>) -> Result<Response<pb::GetCarResponse>, Status> {
+    async fn get_car(
+        &self,
+        request: Request<pb::GetCarRequest>,
+    ) -> Result<Response<pb::GetCarResponse>, Status> {
         let mut violations = FieldViolations::new();
         let number = domain::validate_car_number(&request.get_ref().car_number, &mut violations);
         violations.check(()).map_err(Error::from)?;
-        let car = store::find(&self.db, &number).await?.ok_or(Error::CarNotFound(number))?;
-        Ok(Response::new(pb::GetCarResponse { car: Some(car.into()) }))
+        let car = store::find(&self.db, &number)
+            .await?
+            .ok_or(Error::CarNotFound(number))?;
+        Ok(Response::new(pb::GetCarResponse {
+            car: Some(car.into()),
+        }))
     }
 
-    async fn list_cars(&self, request: Request<pb::ListCarsRequest>) -> Result<Response<pb::ListCarsResponse>, Status> {
+    async fn list_cars(
+        &self,
+        request: Request<pb::ListCarsRequest>,
+    ) -> Result<Response<pb::ListCarsResponse>, Status> {
         let request = request.into_inner();
         let mut violations = FieldViolations::new();
         let page = PageRequest::parse(request.page_size, &request.page_token, &mut violations);

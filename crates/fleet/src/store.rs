@@ -4,8 +4,8 @@ use rentacar_events::{Event, Outbox, Payload};
 use rentacar_proto::events::CarRegistered;
 use rentacar_types::{Money, PageRequest};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    TransactionTrait,
 };
 
 use crate::{Error, SERVICE, domain::Car};
@@ -81,7 +81,10 @@ pub async fn register(db: &DatabaseConnection, outbox: &Outbox, car: Car) -> Res
 }
 
 pub async fn find(db: &DatabaseConnection, car_number: &str) -> Result<Option<Car>, Error> {
-    Ok(car::Entity::find_by_id(car_number.to_owned()).one(db).await?.map(Car::from))
+    Ok(car::Entity::find_by_id(car_number.to_owned())
+        .one(db)
+        .await?
+        .map(Car::from))
 }
 
 /// One page of cars by number; the flag says whether more follow.

@@ -21,14 +21,25 @@ pub const SUBJECTS: [&str; 5] = [
 pub struct Projection;
 
 impl Handler for Projection {
-    async fn handle(&self, txn: &DatabaseTransaction, event: &EventEnvelope, delivery: &Delivery) -> Result<(), HandlerError> {
+    async fn handle(
+        &self,
+        txn: &DatabaseTransaction,
+        event: &EventEnvelope,
+        delivery: &Delivery,
+    ) -> Result<(), HandlerError> {
         let seq = delivery.stream_sequence as i64;
         match &event.payload {
             Some(Payload::CarRegistered(car)) => store::upsert_car(txn, car, seq).await?,
             Some(Payload::ReservationPaid(paid)) => store::insert_reservation(txn, paid, seq).await?,
-            Some(Payload::ReservationConfirmed(e)) => store::set_status(txn, &e.reservation_id, "CONFIRMED", seq).await?,
-            Some(Payload::ReservationRejected(e)) => store::set_status(txn, &e.reservation_id, "REJECTED", seq).await?,
-            Some(Payload::ReservationCanceled(e)) => store::set_status(txn, &e.reservation_id, "CANCELED", seq).await?,
+            Some(Payload::ReservationConfirmed(e)) => {
+                store::set_status(txn, &e.reservation_id, "CONFIRMED", seq).await?
+            }
+            Some(Payload::ReservationRejected(e)) => {
+                store::set_status(txn, &e.reservation_id, "REJECTED", seq).await?
+            }
+            Some(Payload::ReservationCanceled(e)) => {
+                store::set_status(txn, &e.reservation_id, "CANCELED", seq).await?
+            }
             _ => {}
         }
         Ok(())

@@ -57,7 +57,9 @@ impl MyPageService for MyPageApi {
                     last_event_sequence: r.last_event_sequence as u64,
                 })
                 .collect(),
-            next_page_token: next.map(|seq| PageToken::encode(&seq.to_string())).unwrap_or_default(),
+            next_page_token: next
+                .map(|seq| PageToken::encode(&seq.to_string()))
+                .unwrap_or_default(),
         }))
     }
 
@@ -69,12 +71,17 @@ impl MyPageService for MyPageApi {
         let mut violations = FieldViolations::new();
         let car_number = violations.required("car_number", &request.car_number);
         let period = RentalPeriod::parse(&request.pickup_date, &request.return_date, &mut violations);
-        let period = violations.check(period).map_err(Error::from)?.expect("checked above");
+        let period = violations
+            .check(period)
+            .map_err(Error::from)?
+            .expect("checked above");
         let car = store::car(&self.db, &car_number)
             .await
             .map_err(Error::from)?
             .ok_or_else(|| Error::CarNotFound(car_number.clone()))?;
-        let holding = store::holding(&self.db, Some(&car_number), &period).await.map_err(Error::from)?;
+        let holding = store::holding(&self.db, Some(&car_number), &period)
+            .await
+            .map_err(Error::from)?;
         let last_event_sequence = store::car_sequence(&self.db, &car).await.map_err(Error::from)? as u64;
         Ok(Response::new(pb::GetCarAvailabilityResponse {
             car_number,
@@ -92,8 +99,13 @@ impl MyPageService for MyPageApi {
         let mut violations = FieldViolations::new();
         let period = RentalPeriod::parse(&request.pickup_date, &request.return_date, &mut violations);
         let page = PageRequest::parse(request.page_size, &request.page_token, &mut violations);
-        let period = violations.check(period).map_err(Error::from)?.expect("checked above");
-        let (cars, more) = store::available_cars(&self.db, &period, &page).await.map_err(Error::from)?;
+        let period = violations
+            .check(period)
+            .map_err(Error::from)?
+            .expect("checked above");
+        let (cars, more) = store::available_cars(&self.db, &period, &page)
+            .await
+            .map_err(Error::from)?;
         let next_page_token = match (more, cars.last()) {
             (true, Some(last)) => PageToken::encode(&last.car_number),
             _ => String::new(),

@@ -4,7 +4,8 @@ use rentacar_proto::events::{CarRegistered, ReservationPaid};
 use rentacar_types::{Money, PageRequest, RentalPeriod};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, IntoActiveModel, QueryFilter,
-    QueryOrder, QuerySelect, sea_query::{Expr, OnConflict},
+    QueryOrder, QuerySelect,
+    sea_query::{Expr, OnConflict},
 };
 
 pub mod my_reservation {
@@ -81,7 +82,11 @@ pub async fn upsert_car(txn: &impl ConnectionTrait, car: &CarRegistered, seq: i6
     Ok(())
 }
 
-pub async fn insert_reservation(txn: &impl ConnectionTrait, paid: &ReservationPaid, seq: i64) -> Result<(), DbErr> {
+pub async fn insert_reservation(
+    txn: &impl ConnectionTrait,
+    paid: &ReservationPaid,
+    seq: i64,
+) -> Result<(), DbErr> {
     let price: Money = paid.price.clone().unwrap_or_default().into();
     let row = my_reservation::Model {
         reservation_id: paid.reservation_id.clone(),
@@ -103,7 +108,12 @@ pub async fn insert_reservation(txn: &impl ConnectionTrait, paid: &ReservationPa
 }
 
 /// Moves a reservation's status forward; older events leave it unchanged.
-pub async fn set_status(txn: &impl ConnectionTrait, reservation_id: &str, status: &str, seq: i64) -> Result<(), DbErr> {
+pub async fn set_status(
+    txn: &impl ConnectionTrait,
+    reservation_id: &str,
+    status: &str,
+    seq: i64,
+) -> Result<(), DbErr> {
     my_reservation::Entity::update_many()
         .col_expr(my_reservation::Column::Status, Expr::value(status))
         .col_expr(my_reservation::Column::LastEventSequence, Expr::value(seq))
@@ -130,7 +140,11 @@ pub async fn list_for_customer(
     let mut rows = query.limit(page.size + 1).all(db).await?;
     let more = rows.len() as u64 > page.size;
     rows.truncate(page.size as usize);
-    let next = if more { rows.last().map(|r| r.paid_sequence) } else { None };
+    let next = if more {
+        rows.last().map(|r| r.paid_sequence)
+    } else {
+        None
+    };
     Ok((rows, next))
 }
 
@@ -162,7 +176,9 @@ pub async fn car_sequence(db: &DatabaseConnection, car: &view_car::Model) -> Res
         .order_by_desc(my_reservation::Column::LastEventSequence)
         .one(db)
         .await?;
-    Ok(latest.map_or(car.last_event_sequence, |r| r.last_event_sequence.max(car.last_event_sequence)))
+    Ok(latest.map_or(car.last_event_sequence, |r| {
+        r.last_event_sequence.max(car.last_event_sequence)
+    }))
 }
 
 /// One page of cars free for `period`, by number.
@@ -171,7 +187,11 @@ pub async fn available_cars(
     period: &RentalPeriod,
     page: &PageRequest,
 ) -> Result<(Vec<view_car::Model>, bool), DbErr> {
-    let busy: Vec<String> = holding(db, None, period).await?.into_iter().map(|r| r.car_number).collect();
+    let busy: Vec<String> = holding(db, None, period)
+        .await?
+        .into_iter()
+        .map(|r| r.car_number)
+        .collect();
     let mut query = view_car::Entity::find().order_by_asc(view_car::Column::CarNumber);
     if !busy.is_empty() {
         query = query.filter(view_car::Column::CarNumber.is_not_in(busy));

@@ -34,9 +34,13 @@ impl From<Error> for Status {
         match &err {
             Error::InvalidArgument(violations) => status::invalid_argument(violations),
             Error::NotFound(id) => status::not_found("payment", id),
-            Error::Declined { .. } => status::with_reason(Code::FailedPrecondition, REASON_DECLINED, err.to_string()),
+            Error::Declined { .. } => {
+                status::with_reason(Code::FailedPrecondition, REASON_DECLINED, err.to_string())
+            }
             Error::DifferentCharge(id) => status::already_exists("payment", id, err.to_string()),
-            Error::NothingToRefund(_) => status::with_reason(Code::FailedPrecondition, "NOT_REFUNDABLE", err.to_string()),
+            Error::NothingToRefund(_) => {
+                status::with_reason(Code::FailedPrecondition, "NOT_REFUNDABLE", err.to_string())
+            }
             Error::Database(db) => status::database(db),
         }
     }

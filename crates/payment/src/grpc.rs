@@ -28,7 +28,9 @@ impl PaymentService for PaymentApi {
     async fn pay(&self, request: Request<pb::PayRequest>) -> Result<Response<pb::PayResponse>, Status> {
         let charge = Charge::try_from(request.into_inner())?;
         let payment = store::pay(&self.db, &self.outbox, charge).await?;
-        Ok(Response::new(pb::PayResponse { payment: Some(payment.into()) }))
+        Ok(Response::new(pb::PayResponse {
+            payment: Some(payment.into()),
+        }))
     }
 
     async fn get_payment(
@@ -39,7 +41,9 @@ impl PaymentService for PaymentApi {
         let payment = store::find(&self.db, &reservation_id)
             .await?
             .ok_or(Error::NotFound(reservation_id))?;
-        Ok(Response::new(pb::GetPaymentResponse { payment: Some(payment.into()) }))
+        Ok(Response::new(pb::GetPaymentResponse {
+            payment: Some(payment.into()),
+        }))
     }
 
     async fn cancel_payment(
@@ -49,7 +53,9 @@ impl PaymentService for PaymentApi {
         let request = request.into_inner();
         let reservation_id = required_reservation_id(&request.reservation_id)?;
         let payment = store::refund(&self.db, &self.outbox, &reservation_id, request.reason.trim()).await?;
-        Ok(Response::new(pb::CancelPaymentResponse { payment: Some(payment.into()) }))
+        Ok(Response::new(pb::CancelPaymentResponse {
+            payment: Some(payment.into()),
+        }))
     }
 }
 

@@ -4,7 +4,9 @@ use rentacar_events::{Event, Outbox, Payload};
 use rentacar_proto::events::{PaymentApproved, PaymentCanceled};
 use rentacar_runtime::db;
 use rentacar_types::Money;
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, DatabaseConnection, EntityTrait, IntoActiveModel, TransactionTrait};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, DatabaseConnection, EntityTrait, IntoActiveModel, TransactionTrait,
+};
 
 use crate::{
     Error, SERVICE,
@@ -82,7 +84,10 @@ pub async fn pay(db: &DatabaseConnection, outbox: &Outbox, charge: Charge) -> Re
 
 async fn pay_once(db: &DatabaseConnection, outbox: &Outbox, charge: Charge) -> Result<Payment, Error> {
     let txn = db.begin().await?;
-    let payment = match payment::Entity::find_by_id(charge.reservation_id.clone()).one(&txn).await? {
+    let payment = match payment::Entity::find_by_id(charge.reservation_id.clone())
+        .one(&txn)
+        .await?
+    {
         Some(row) => {
             let existing = Payment::try_from(row)?;
             if !existing.is_same_charge(&charge) {
@@ -92,7 +97,11 @@ async fn pay_once(db: &DatabaseConnection, outbox: &Outbox, charge: Charge) -> R
         }
         None => {
             let decline_reason = charge.method.charge();
-            let status = if decline_reason.is_some() { PaymentStatus::Declined } else { PaymentStatus::Approved };
+            let status = if decline_reason.is_some() {
+                PaymentStatus::Declined
+            } else {
+                PaymentStatus::Approved
+            };
             let now = now_ms();
             let row = payment::Model {
                 reservation_id: charge.reservation_id.clone(),
@@ -175,7 +184,9 @@ pub async fn refund(
 }
 
 pub async fn find(db: &DatabaseConnection, reservation_id: &str) -> Result<Option<Payment>, Error> {
-    let row = payment::Entity::find_by_id(reservation_id.to_owned()).one(db).await?;
+    let row = payment::Entity::find_by_id(reservation_id.to_owned())
+        .one(db)
+        .await?;
     Ok(row.map(Payment::try_from).transpose()?)
 }
 

@@ -44,5 +44,4 @@ pub use rentacar::payment::v1 as payment;
 pub use rentacar::reservation::v1 as reservation;
 
 /// Encoded `FileDescriptorSet` of every rentacar proto, for server reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] =
-    include_bytes!(concat!(env!("OUT_DIR"), "/rentacar_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/rentacar_descriptor.bin"));

@@ -5,7 +5,10 @@ use rentacar::{Service, up};
 use rentacar_runtime::{config::Env, telemetry};
 
 #[derive(Parser)]
-#[command(version, about = "rentacar: a rent-a-car reservation platform of gRPC services")]
+#[command(
+    version,
+    about = "rentacar: a rent-a-car reservation platform of gRPC services"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -43,12 +43,26 @@ impl Service {
     }
 
     /// Runs the service with its configuration from `env`.
-    pub async fn run(self, env: &Env, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+    pub async fn run(
+        self,
+        env: &Env,
+        listener: TcpListener,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
         let result: Result<(), RunError> = match self {
-            Self::Reservation => rentacar_reservation::run(rentacar_reservation::Config::from_env(env)?, listener, shutdown).await,
-            Self::Payment => rentacar_payment::run(rentacar_payment::Config::from_env(env)?, listener, shutdown).await,
-            Self::Fleet => rentacar_fleet::run(rentacar_fleet::Config::from_env(env)?, listener, shutdown).await,
-            Self::Mypage => rentacar_mypage::run(rentacar_mypage::Config::from_env(env)?, listener, shutdown).await,
+            Self::Reservation => {
+                rentacar_reservation::run(rentacar_reservation::Config::from_env(env)?, listener, shutdown)
+                    .await
+            }
+            Self::Payment => {
+                rentacar_payment::run(rentacar_payment::Config::from_env(env)?, listener, shutdown).await
+            }
+            Self::Fleet => {
+                rentacar_fleet::run(rentacar_fleet::Config::from_env(env)?, listener, shutdown).await
+            }
+            Self::Mypage => {
+                rentacar_mypage::run(rentacar_mypage::Config::from_env(env)?, listener, shutdown).await
+            }
         };
         result.with_context(|| format!("{} stopped with an error", self.name()))
     }
@@ -68,8 +82,14 @@ impl Service {
 pub async fn serve(service: Service, env: &Env) -> anyhow::Result<()> {
     service.check_config(env)?;
     let default_addr = SocketAddr::from(([0, 0, 0, 0], service.default_port()));
-    let addr = env.parse_or("RENTACAR_LISTEN_ADDR", default_addr, "an address such as 0.0.0.0:50051")?;
-    let listener = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    let addr = env.parse_or(
+        "RENTACAR_LISTEN_ADDR",
+        default_addr,
+        "an address such as 0.0.0.0:50051",
+    )?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
     tracing::info!(service = service.name(), %addr, "listening");
 
     let stop = CancellationToken::new();
@@ -88,14 +108,18 @@ pub async fn migrate(service: Service, env: &Env) -> anyhow::Result<()> {
     let config = rentacar_runtime::ServiceConfig::from_env(env, service.name())?;
     let url = &config.database_url;
     let result = match service {
-        Service::Reservation => db::connect_and_migrate::<rentacar_reservation::migration::Migrator>(url).await,
+        Service::Reservation => {
+            db::connect_and_migrate::<rentacar_reservation::migration::Migrator>(url).await
+        }
         Service::Payment => db::connect_and_migrate::<rentacar_payment::migration::Migrator>(url).await,
         Service::Fleet => db::connect_and_migrate::<rentacar_fleet::migration::Migrator>(url).await,
         Service::Mypage => db::connect_and_migrate::<rentacar_mypage::migration::Migrator>(url).await,
     };
     let db = result.with_context(|| format!("migrating {} at {url}", service.name()))?;
     let applied = match service {
-        Service::Reservation => rentacar_reservation::migration::Migrator::get_applied_migrations(&db).await?,
+        Service::Reservation => {
+            rentacar_reservation::migration::Migrator::get_applied_migrations(&db).await?
+        }
         Service::Payment => rentacar_payment::migration::Migrator::get_applied_migrations(&db).await?,
         Service::Fleet => rentacar_fleet::migration::Migrator::get_applied_migrations(&db).await?,
         Service::Mypage => rentacar_mypage::migration::Migrator::get_applied_migrations(&db).await?,

@@ -45,14 +45,23 @@ pub async fn run(env: &Env) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("port {port} for {} is taken", service.name()))?;
         let database_url = env
-            .get(&format!("RENTACAR_{}_DATABASE_URL", service.name().to_uppercase()))
+            .get(&format!(
+                "RENTACAR_{}_DATABASE_URL",
+                service.name().to_uppercase()
+            ))
             .unwrap_or_else(|| format!("sqlite://{}/{}.db?mode=rwc", data_dir.display(), service.name()));
         let service_env = env
             .clone()
             .with("RENTACAR_DATABASE_URL", database_url)
             .with("RENTACAR_NATS_URL", nats_url.clone())
-            .with("RENTACAR_PAYMENT_URL", format!("http://127.0.0.1:{}", Service::Payment.default_port()))
-            .with("RENTACAR_DRAIN_MS", env.get("RENTACAR_DRAIN_MS").unwrap_or_else(|| "0".to_owned()));
+            .with(
+                "RENTACAR_PAYMENT_URL",
+                format!("http://127.0.0.1:{}", Service::Payment.default_port()),
+            )
+            .with(
+                "RENTACAR_DRAIN_MS",
+                env.get("RENTACAR_DRAIN_MS").unwrap_or_else(|| "0".to_owned()),
+            );
         service.check_config(&service_env)?;
         let stop = stop.clone();
         services.spawn(async move { service.run(&service_env, listener, stop).await });
@@ -85,7 +94,14 @@ pub async fn run(env: &Env) -> anyhow::Result<()> {
 
 /// Whether something accepts connections at a `nats://host:port` URL.
 async fn reachable(url: &str) -> bool {
-    let authority = url.trim_start_matches("nats://").split('/').next().unwrap_or_default();
+    let authority = url
+        .trim_start_matches("nats://")
+        .split('/')
+        .next()
+        .unwrap_or_default();
     let connect = tokio::net::TcpStream::connect(authority.to_owned());
-    matches!(tokio::time::timeout(Duration::from_millis(500), connect).await, Ok(Ok(_)))
+    matches!(
+        tokio::time::timeout(Duration::from_millis(500), connect).await,
+        Ok(Ok(_))
+    )
 }

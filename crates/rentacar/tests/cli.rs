@@ -6,12 +6,18 @@ use std::{
     time::Duration,
 };
 
-use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_rentacar");
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 #[test]
@@ -25,7 +31,11 @@ fn a_bad_variable_is_named_and_the_process_exits_non_zero() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("RENTACAR_DRAIN_MS=\"soon\""), "{stderr}");
 
-    let output = Command::new(BIN).args(["serve", "fleet"]).env("RENTACAR_DATABASE_URL", "mysql://x").output().unwrap();
+    let output = Command::new(BIN)
+        .args(["serve", "fleet"])
+        .env("RENTACAR_DATABASE_URL", "mysql://x")
+        .output()
+        .unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("RENTACAR_DATABASE_URL"));
 }
@@ -39,19 +49,32 @@ fn migrate_applies_every_migration_and_is_repeatable() {
             .env("RENTACAR_DATA_DIR", data.path())
             .output()
             .unwrap();
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-        assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "reservation: 4 migrations applied");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&output.stdout).trim(),
+            "reservation: 4 migrations applied"
+        );
     }
     assert!(data.path().join("reservation.db").is_file());
 }
 
 async fn channel(port: u16) -> Result<tonic::transport::Channel, tonic::transport::Error> {
-    tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))?.connect().await
+    tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))?
+        .connect()
+        .await
 }
 
 async fn health(port: u16) -> Option<i32> {
     let mut client = HealthClient::new(channel(port).await.ok()?);
-    let response = client.check(HealthCheckRequest { service: "rentacar.fleet.v1.FleetService".into() }).await;
+    let response = client
+        .check(HealthCheckRequest {
+            service: "rentacar.fleet.v1.FleetService".into(),
+        })
+        .await;
     Some(response.ok()?.into_inner().status)
 }
 
@@ -85,12 +108,25 @@ async fn serves_without_nats_and_drains_on_sigterm() {
     wait_for_health(port, ServingStatus::Serving).await;
 
     let services = reflected_services(port).await;
-    for expected in ["rentacar.fleet.v1.FleetService", "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection"] {
-        assert!(services.iter().any(|s| s == expected), "{expected} missing from {services:?}");
+    for expected in [
+        "rentacar.fleet.v1.FleetService",
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+    ] {
+        assert!(
+            services.iter().any(|s| s == expected),
+            "{expected} missing from {services:?}"
+        );
     }
 
     let pid = child.id().unwrap().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
     wait_for_health(port, ServingStatus::NotServing).await;
     let status = child.wait().await.unwrap();
     assert!(status.success(), "exit status {status:?}");
@@ -106,10 +142,16 @@ async fn reflected_services(port: u16) -> Vec<String> {
         host: String::new(),
         message_request: Some(MessageRequest::ListServices(String::new())),
     };
-    let mut responses = client.server_reflection_info(tokio_stream::iter([request])).await.unwrap().into_inner();
+    let mut responses = client
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
     let response = responses.message().await.unwrap().unwrap();
     match response.message_response {
-        Some(MessageResponse::ListServicesResponse(list)) => list.service.into_iter().map(|s| s.name).collect(),
+        Some(MessageResponse::ListServicesResponse(list)) => {
+            list.service.into_iter().map(|s| s.name).collect()
+        }
         other => panic!("unexpected reflection response {other:?}"),
     }
 }

@@ -31,7 +31,8 @@ impl Status {
     pub fn can_become(self, next: Status) -> bool {
         matches!(
             (self, next),
-            (Self::Paid, Self::Confirmed | Self::Rejected | Self::Canceled) | (Self::Confirmed, Self::Canceled)
+            (Self::Paid, Self::Confirmed | Self::Rejected | Self::Canceled)
+                | (Self::Confirmed, Self::Canceled)
         )
     }
 }
@@ -122,7 +123,10 @@ mod tests {
             period,
             payment_method: "tok_visa".into(),
         };
-        assert_eq!(command("alice").reservation_id(), command("alice").reservation_id());
+        assert_eq!(
+            command("alice").reservation_id(),
+            command("alice").reservation_id()
+        );
         assert_ne!(command("alice").reservation_id(), command("bob").reservation_id());
     }
 }

@@ -23,7 +23,11 @@ pub enum Error {
     #[error("payment service failed: {0}")]
     PaymentFailed(String),
     #[error("reservation {id} is {status} and cannot be {action}")]
-    IllegalTransition { id: String, status: &'static str, action: &'static str },
+    IllegalTransition {
+        id: String,
+        status: &'static str,
+        action: &'static str,
+    },
     #[error("the price overflows")]
     PriceOverflow,
     #[error("database error")]

@@ -10,14 +10,18 @@ use crate::store::{self, catalog_car};
 pub struct CatalogHandler;
 
 impl Handler for CatalogHandler {
-    async fn handle(&self, txn: &DatabaseTransaction, event: &EventEnvelope, _: &Delivery) -> Result<(), HandlerError> {
+    async fn handle(
+        &self,
+        txn: &DatabaseTransaction,
+        event: &EventEnvelope,
+        _: &Delivery,
+    ) -> Result<(), HandlerError> {
         let Some(Payload::CarRegistered(car)) = &event.payload else {
             return Ok(());
         };
-        let price = car
-            .daily_price
-            .clone()
-            .ok_or_else(|| HandlerError::Failed(format!("car {} registered without a price", car.car_number)))?;
+        let price = car.daily_price.clone().ok_or_else(|| {
+            HandlerError::Failed(format!("car {} registered without a price", car.car_number))
+        })?;
         store::upsert_catalog_car(
             txn,
             catalog_car::Model {

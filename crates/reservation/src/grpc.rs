@@ -81,14 +81,19 @@ impl ReservationApi {
             }
             _ => {}
         }
-        self.payments.refund(&reservation_id, "canceled by customer").await?;
+        self.payments
+            .refund(&reservation_id, "canceled by customer")
+            .await?;
         store::mark_canceled(&self.db, &self.outbox, &reservation).await
     }
 }
 
 #[tonic::async_trait]
 impl ReservationService for ReservationApi {
-    async fn reserve(&self, request: Request<pb::ReserveRequest>) -> Result<Response<pb::ReserveResponse>, Status> {
+    async fn reserve(
+        &self,
+        request: Request<pb::ReserveRequest>,
+    ) -> Result<Response<pb::ReserveResponse>, Status> {
         let command = ReserveCommand::try_from(request.into_inner())?;
         let reservation = self.reserve(command).await?;
         Ok(Response::new(pb::ReserveResponse {
@@ -101,9 +106,15 @@ impl ReservationService for ReservationApi {
         request: Request<pb::GetReservationRequest>,
     ) -> Result<Response<pb::GetReservationResponse>, Status> {
         let mut violations = FieldViolations::new();
-        let id = domain::required_id("reservation_id", &request.get_ref().reservation_id, &mut violations);
+        let id = domain::required_id(
+            "reservation_id",
+            &request.get_ref().reservation_id,
+            &mut violations,
+        );
         violations.check(()).map_err(Error::from)?;
-        let reservation = store::find(&self.db, &id).await?.ok_or(Error::ReservationNotFound(id))?;
+        let reservation = store::find(&self.db, &id)
+            .await?
+            .ok_or(Error::ReservationNotFound(id))?;
         Ok(Response::new(pb::GetReservationResponse {
             reservation: Some(reservation.into()),
         }))

@@ -52,7 +52,11 @@ impl Config {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         Ok(Self {
             service: ServiceConfig::from_env(env, SERVICE)?,
-            payment_url: env.url_or("RENTACAR_PAYMENT_URL", "http://127.0.0.1:50052", &["http", "https"])?,
+            payment_url: env.url_or(
+                "RENTACAR_PAYMENT_URL",
+                "http://127.0.0.1:50052",
+                &["http", "https"],
+            )?,
             payment_timeout: env.millis_or("RENTACAR_PAYMENT_TIMEOUT_MS", Duration::from_secs(3))?,
         })
     }

@@ -5,7 +5,10 @@ use std::time::Duration;
 
 use rentacar_proto::payment::{self as pb, payment_service_client::PaymentServiceClient};
 use rentacar_types::{FieldViolations, Money, RentalPeriod};
-use tonic::{Code, Status, transport::{Channel, Endpoint}};
+use tonic::{
+    Code, Status,
+    transport::{Channel, Endpoint},
+};
 use tonic_types::StatusExt;
 
 use crate::Error;
@@ -53,7 +56,11 @@ impl PaymentClient {
             }),
         };
         let response = self.client.clone().pay(request).await.map_err(from_status)?;
-        Ok(response.into_inner().payment.map(|p| p.payment_id).unwrap_or_default())
+        Ok(response
+            .into_inner()
+            .payment
+            .map(|p| p.payment_id)
+            .unwrap_or_default())
     }
 
     /// Refunds the reservation's payment. Refunding twice is harmless on payment's side.
@@ -62,7 +69,11 @@ impl PaymentClient {
             reservation_id: reservation_id.to_owned(),
             reason: reason.to_owned(),
         };
-        self.client.clone().cancel_payment(request).await.map_err(from_status)?;
+        self.client
+            .clone()
+            .cancel_payment(request)
+            .await
+            .map_err(from_status)?;
         Ok(())
     }
 }
@@ -74,7 +85,11 @@ fn from_status(status: Status) -> Error {
         // Only the payment method is the caller's to fix; the rest reservation validated.
         Code::InvalidArgument => {
             let mut violations = FieldViolations::new();
-            for violation in status.get_details_bad_request().map(|b| b.field_violations).unwrap_or_default() {
+            for violation in status
+                .get_details_bad_request()
+                .map(|b| b.field_violations)
+                .unwrap_or_default()
+            {
                 if violation.field == "payment_method" {
                     violations.add("payment_method", violation.description);
                 }
@@ -85,9 +100,11 @@ fn from_status(status: Status) -> Error {
                 Error::InvalidArgument(violations)
             }
         }
-        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::ResourceExhausted | Code::Unknown => {
-            Error::PaymentUnavailable(format!("{:?}: {}", status.code(), status.message()))
-        }
+        Code::Unavailable
+        | Code::DeadlineExceeded
+        | Code::Cancelled
+        | Code::ResourceExhausted
+        | Code::Unknown => Error::PaymentUnavailable(format!("{:?}: {}", status.code(), status.message())),
         _ => Error::PaymentFailed(format!("{:?}: {}", status.code(), status.message())),
     }
 }

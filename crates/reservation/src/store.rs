@@ -6,7 +6,8 @@ use rentacar_runtime::db;
 use rentacar_types::{FieldViolations, Money, PageRequest, RentalPeriod};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, IntoActiveModel,
-    QueryFilter, QueryOrder, QuerySelect, TransactionTrait, sea_query::{Expr, OnConflict},
+    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    sea_query::{Expr, OnConflict},
 };
 
 use crate::{
@@ -90,7 +91,9 @@ impl TryFrom<reservation::Model> for Reservation {
 
 /// The daily price of a car from the catalog replica.
 pub async fn daily_price(db: &DatabaseConnection, car_number: &str) -> Result<Option<Money>, DbErr> {
-    let car = catalog_car::Entity::find_by_id(car_number.to_owned()).one(db).await?;
+    let car = catalog_car::Entity::find_by_id(car_number.to_owned())
+        .one(db)
+        .await?;
     Ok(car.map(|c| Money {
         currency_code: c.currency_code,
         amount_minor: c.daily_price_minor,
@@ -115,13 +118,19 @@ pub async fn upsert_catalog_car(txn: &impl ConnectionTrait, car: catalog_car::Mo
 }
 
 pub async fn find(db: &DatabaseConnection, reservation_id: &str) -> Result<Option<Reservation>, Error> {
-    let row = reservation::Entity::find_by_id(reservation_id.to_owned()).one(db).await?;
+    let row = reservation::Entity::find_by_id(reservation_id.to_owned())
+        .one(db)
+        .await?;
     Ok(row.map(Reservation::try_from).transpose()?)
 }
 
 /// Stores a paid reservation with its `reservation.paid` event. If a concurrent retry of the
 /// same request stored it first, that one is returned.
-pub async fn insert_paid(db: &DatabaseConnection, outbox: &Outbox, reservation: Reservation) -> Result<Reservation, Error> {
+pub async fn insert_paid(
+    db: &DatabaseConnection,
+    outbox: &Outbox,
+    reservation: Reservation,
+) -> Result<Reservation, Error> {
     let txn = db.begin().await?;
     let now = now_ms();
     let row = reservation::Model {
@@ -138,7 +147,10 @@ pub async fn insert_paid(db: &DatabaseConnection, outbox: &Outbox, reservation: 
         created_at_ms: now,
         updated_at_ms: now,
     };
-    if let Err(err) = reservation::Entity::insert(row.into_active_model()).exec_without_returning(&txn).await {
+    if let Err(err) = reservation::Entity::insert(row.into_active_model())
+        .exec_without_returning(&txn)
+        .await
+    {
         drop(txn);
         if db::is_unique_violation(&err) {
             return find(db, &reservation.reservation_id)
@@ -169,7 +181,11 @@ pub async fn insert_paid(db: &DatabaseConnection, outbox: &Outbox, reservation: 
 
 /// Moves a reservation to CANCELED with its `reservation.canceled` event, unless it is no
 /// longer in a state that may be canceled.
-pub async fn mark_canceled(db: &DatabaseConnection, outbox: &Outbox, reservation: &Reservation) -> Result<Reservation, Error> {
+pub async fn mark_canceled(
+    db: &DatabaseConnection,
+    outbox: &Outbox,
+    reservation: &Reservation,
+) -> Result<Reservation, Error> {
     let txn = db.begin().await?;
     let from: Vec<&str> = [Status::Paid, Status::Confirmed]
         .into_iter()
@@ -177,7 +193,10 @@ pub async fn mark_canceled(db: &DatabaseConnection, outbox: &Outbox, reservation
         .map(Status::as_str)
         .collect();
     let updated = reservation::Entity::update_many()
-        .col_expr(reservation::Column::Status, Expr::value(Status::Canceled.as_str()))
+        .col_expr(
+            reservation::Column::Status,
+            Expr::value(Status::Canceled.as_str()),
+        )
         .col_expr(reservation::Column::UpdatedAtMs, Expr::value(now_ms()))
         .filter(reservation::Column::ReservationId.eq(reservation.reservation_id.as_str()))
         .filter(reservation::Column::Status.is_in(from))
@@ -235,11 +254,15 @@ pub async fn list_for_customer(
     let more = rows.len() as u64 > page.size;
     rows.truncate(page.size as usize);
     let next = if more {
-        rows.last().map(|r| format!("{}|{}", r.created_at_ms, r.reservation_id))
+        rows.last()
+            .map(|r| format!("{}|{}", r.created_at_ms, r.reservation_id))
     } else {
         None
     };
-    let reservations = rows.into_iter().map(Reservation::try_from).collect::<Result<Vec<_>, _>>()?;
+    let reservations = rows
+        .into_iter()
+        .map(Reservation::try_from)
+        .collect::<Result<Vec<_>, _>>()?;
     Ok((reservations, next))
 }
 

@@ -120,7 +120,11 @@ impl ServiceConfig {
         let data_dir = env.get("RENTACAR_DATA_DIR").unwrap_or_else(|| "data".to_owned());
         let default_db = format!("sqlite://{data_dir}/{service}.db?mode=rwc");
         Ok(Self {
-            database_url: env.url_or("RENTACAR_DATABASE_URL", &default_db, &["sqlite", "postgres", "postgresql"])?,
+            database_url: env.url_or(
+                "RENTACAR_DATABASE_URL",
+                &default_db,
+                &["sqlite", "postgres", "postgresql"],
+            )?,
             nats_url: env.url_or("RENTACAR_NATS_URL", "nats://127.0.0.1:4222", &["nats", "tls"])?,
             drain_period: env.millis_or("RENTACAR_DRAIN_MS", Duration::from_secs(5))?,
         })

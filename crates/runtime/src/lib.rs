@@ -17,6 +17,6 @@ pub mod tasks;
 pub mod telemetry;
 
 pub use config::{ConfigError, ServiceConfig};
+pub use rentacar_types::FieldViolations;
 pub use server::Server;
 pub use tasks::{RunError, Tasks};
-pub use rentacar_types::FieldViolations;

@@ -11,11 +11,7 @@ use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
-use tonic::{
-    body::Body,
-    server::NamedService,
-    service::RoutesBuilder,
-};
+use tonic::{body::Body, server::NamedService, service::RoutesBuilder};
 use tonic_health::{ServingStatus, server::HealthReporter};
 
 /// How often readiness re-checks the database.
@@ -90,7 +86,9 @@ impl Server {
             builder
         };
         let reflection_v1 = reflection().build_v1().expect("descriptor sets are compiled in");
-        let reflection_v1alpha = reflection().build_v1alpha().expect("descriptor sets are compiled in");
+        let reflection_v1alpha = reflection()
+            .build_v1alpha()
+            .expect("descriptor sets are compiled in");
 
         let mut routes = self.routes;
         routes

@@ -21,13 +21,21 @@ pub fn invalid_argument(violations: &FieldViolations) -> Status {
             .map(|(field, description)| FieldViolation::new(field, description))
             .collect::<Vec<_>>(),
     );
-    Status::with_error_details(Code::InvalidArgument, format!("invalid request: {violations}"), details)
+    Status::with_error_details(
+        Code::InvalidArgument,
+        format!("invalid request: {violations}"),
+        details,
+    )
 }
 
 /// NOT_FOUND with a `ResourceInfo` naming what was looked for.
 pub fn not_found(resource_type: &str, resource_name: &str) -> Status {
     let details = ErrorDetails::with_resource_info(resource_type, resource_name, "", "not found");
-    Status::with_error_details(Code::NotFound, format!("{resource_type} {resource_name:?} not found"), details)
+    Status::with_error_details(
+        Code::NotFound,
+        format!("{resource_type} {resource_name:?} not found"),
+        details,
+    )
 }
 
 /// ALREADY_EXISTS with a `ResourceInfo` naming the clashing resource.

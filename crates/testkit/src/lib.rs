@@ -68,7 +68,12 @@ impl Platform {
             Backend::Sqlite => {
                 let urls = Service::ALL
                     .into_iter()
-                    .map(|s| (s, format!("sqlite://{}/{}.db?mode=rwc", data.path().display(), s.name())))
+                    .map(|s| {
+                        (
+                            s,
+                            format!("sqlite://{}/{}.db?mode=rwc", data.path().display(), s.name()),
+                        )
+                    })
                     .collect();
                 (urls, None)
             }
@@ -88,7 +93,12 @@ impl Platform {
             running: HashMap::new(),
         };
         // Payment first: reservation is configured with its address.
-        for service in [Service::Payment, Service::Fleet, Service::Reservation, Service::Mypage] {
+        for service in [
+            Service::Payment,
+            Service::Fleet,
+            Service::Reservation,
+            Service::Mypage,
+        ] {
             platform.start_service(service).await?;
         }
         Ok(platform)
@@ -96,8 +106,14 @@ impl Platform {
 
     /// Starts (or restarts) `service` on its previous port and database.
     pub async fn start_service(&mut self, service: Service) -> anyhow::Result<()> {
-        let bind = self.addrs.get(&service).copied().unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
-        let listener = TcpListener::bind(bind).await.with_context(|| format!("binding {bind}"))?;
+        let bind = self
+            .addrs
+            .get(&service)
+            .copied()
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+        let listener = TcpListener::bind(bind)
+            .await
+            .with_context(|| format!("binding {bind}"))?;
         let addr = listener.local_addr()?;
         self.addrs.insert(service, addr);
 
@@ -189,7 +205,12 @@ impl Platform {
 
     /// Stops every service and removes every database.
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
-        for service in [Service::Reservation, Service::Mypage, Service::Fleet, Service::Payment] {
+        for service in [
+            Service::Reservation,
+            Service::Mypage,
+            Service::Fleet,
+            Service::Payment,
+        ] {
             self.stop_service(service).await?;
         }
         if let Some(pg) = self.postgres.take() {
@@ -203,9 +224,12 @@ impl Platform {
         eventually(&format!("{} to be SERVING", service.name()), || {
             let mut health = health.clone();
             async move {
-                let request = tonic_health::pb::HealthCheckRequest { service: String::new() };
+                let request = tonic_health::pb::HealthCheckRequest {
+                    service: String::new(),
+                };
                 let response = health.check(request).await.ok()?.into_inner();
-                (response.status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32).then_some(())
+                (response.status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32)
+                    .then_some(())
             }
         })
         .await;
@@ -214,7 +238,12 @@ impl Platform {
 }
 
 /// Registers a car and waits until reservation's catalog replica has it.
-pub async fn register_car(platform: &Platform, car_number: &str, model: &str, daily_price: i64) -> anyhow::Result<()> {
+pub async fn register_car(
+    platform: &Platform,
+    car_number: &str,
+    model: &str,
+    daily_price: i64,
+) -> anyhow::Result<()> {
     use rentacar_proto::{common::Money, fleet::RegisterCarRequest};
     platform
         .fleet()
@@ -222,7 +251,10 @@ pub async fn register_car(platform: &Platform, car_number: &str, model: &str, da
         .register_car(RegisterCarRequest {
             car_number: car_number.to_owned(),
             model: model.to_owned(),
-            daily_price: Some(Money { currency_code: "JPY".to_owned(), amount_minor: daily_price }),
+            daily_price: Some(Money {
+                currency_code: "JPY".to_owned(),
+                amount_minor: daily_price,
+            }),
         })
         .await?;
     wait_for_catalog(platform, car_number).await;
@@ -265,7 +297,10 @@ where
         if let Some(value) = check().await {
             return value;
         }
-        assert!(tokio::time::Instant::now() < deadline, "gave up waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "gave up waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -288,16 +323,27 @@ impl PostgresDatabases {
             .await
             .with_context(|| format!("PostgreSQL at {admin_url} (set RENTACAR_TEST_POSTGRES_URL)"))?;
         let run = uuid::Uuid::new_v4().simple().to_string();
-        let base = admin_url.rsplit_once('/').map(|(base, _)| base).unwrap_or(&admin_url).to_owned();
+        let base = admin_url
+            .rsplit_once('/')
+            .map(|(base, _)| base)
+            .unwrap_or(&admin_url)
+            .to_owned();
         let mut names = Vec::new();
         let mut urls = HashMap::new();
         for service in Service::ALL {
             let name = format!("rentacar_test_{}_{}", &run[..12], service.name());
-            admin.execute_unprepared(&format!("CREATE DATABASE \"{name}\"")).await?;
+            admin
+                .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+                .await?;
             urls.insert(service, format!("{base}/{name}"));
             names.push(name);
         }
-        Ok(Self { admin_url, names, urls, dropped: false })
+        Ok(Self {
+            admin_url,
+            names,
+            urls,
+            dropped: false,
+        })
     }
 
     async fn drop_all(mut self) -> anyhow::Result<()> {
@@ -315,7 +361,9 @@ impl Drop for PostgresDatabases {
         }
         let (url, names) = (self.admin_url.clone(), self.names.clone());
         let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
             runtime.block_on(drop_databases(&url, &names))
         })
         .join();

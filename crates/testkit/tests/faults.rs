@@ -22,8 +22,20 @@ fn reserve(request_id: &str, car: &str, pickup: &str, ret: &str) -> ReserveReque
 }
 
 async fn count_reservations(platform: &Platform) -> usize {
-    let request = ListReservationsRequest { customer_id: "frank".into(), page_size: 0, page_token: String::new() };
-    platform.reservation().await.list_reservations(request).await.unwrap().into_inner().reservations.len()
+    let request = ListReservationsRequest {
+        customer_id: "frank".into(),
+        page_size: 0,
+        page_token: String::new(),
+    };
+    platform
+        .reservation()
+        .await
+        .list_reservations(request)
+        .await
+        .unwrap()
+        .into_inner()
+        .reservations
+        .len()
 }
 
 /// Payment down: Reserve fails fast with a retryable UNAVAILABLE and stores nothing; the
@@ -37,11 +49,19 @@ async fn payment_down(backend: Backend) -> anyhow::Result<()> {
     let request = reserve("while-payment-down", "1111", "2026-12-01", "2026-12-02");
     let err = reservations.reserve(request.clone()).await.unwrap_err();
     assert_eq!(err.code(), Code::Unavailable, "{err:?}");
-    assert!(err.get_details_retry_info().is_some(), "UNAVAILABLE carries RetryInfo");
+    assert!(
+        err.get_details_retry_info().is_some(),
+        "UNAVAILABLE carries RetryInfo"
+    );
     assert_eq!(count_reservations(&platform).await, 0);
 
     platform.start_service(Svc::Payment).await?;
-    let reservation = reservations.reserve(request).await?.into_inner().reservation.unwrap();
+    let reservation = reservations
+        .reserve(request)
+        .await?
+        .into_inner()
+        .reservation
+        .unwrap();
     assert_eq!(reservation.status(), ReservationStatus::Paid);
     assert_eq!(count_reservations(&platform).await, 1);
     platform.shutdown().await
@@ -79,11 +99,18 @@ async fn outbox_survives_nats_outage(backend: Backend) -> anyhow::Result<()> {
         .register_car(RegisterCarRequest {
             car_number: "5555".into(),
             model: "Leaf".into(),
-            daily_price: Some(Money { currency_code: "JPY".into(), amount_minor: 6000 }),
+            daily_price: Some(Money {
+                currency_code: "JPY".into(),
+                amount_minor: 6000,
+            }),
         })
         .await?;
     // Reservations of known cars go on meanwhile.
-    platform.reservation().await.reserve(reserve("during-outage", "1111", "2026-12-01", "2026-12-02")).await?;
+    platform
+        .reservation()
+        .await
+        .reserve(reserve("during-outage", "1111", "2026-12-01", "2026-12-02"))
+        .await?;
 
     platform.start_nats().await?;
     wait_for_catalog(&platform, "5555").await;
@@ -114,8 +141,13 @@ async fn mypage_catches_up(backend: Backend) -> anyhow::Result<()> {
     register_car(&platform, "1111", "Corolla", 5000).await?;
     platform.stop_service(Svc::Mypage).await?;
     let mut reservations = platform.reservation().await;
-    for (i, (pickup, ret)) in [("2026-12-01", "2026-12-02"), ("2026-12-05", "2026-12-07")].into_iter().enumerate() {
-        reservations.reserve(reserve(&format!("offline-{i}"), "1111", pickup, ret)).await?;
+    for (i, (pickup, ret)) in [("2026-12-01", "2026-12-02"), ("2026-12-05", "2026-12-07")]
+        .into_iter()
+        .enumerate()
+    {
+        reservations
+            .reserve(reserve(&format!("offline-{i}"), "1111", pickup, ret))
+            .await?;
     }
 
     platform.start_service(Svc::Mypage).await?;
@@ -123,8 +155,17 @@ async fn mypage_catches_up(backend: Backend) -> anyhow::Result<()> {
     eventually("mypage to catch up", || {
         let mut mypage = mypage.clone();
         async move {
-            let request = ListMyReservationsRequest { customer_id: "frank".into(), page_size: 0, page_token: String::new() };
-            let rows = mypage.list_my_reservations(request).await.ok()?.into_inner().reservations;
+            let request = ListMyReservationsRequest {
+                customer_id: "frank".into(),
+                page_size: 0,
+                page_token: String::new(),
+            };
+            let rows = mypage
+                .list_my_reservations(request)
+                .await
+                .ok()?
+                .into_inner()
+                .reservations;
             (rows.len() == 2).then_some(())
         }
     })
@@ -150,4 +191,9 @@ macro_rules! on_both_backends {
     )*};
 }
 
-on_both_backends!(payment_down, fleet_down, outbox_survives_nats_outage, mypage_catches_up);
+on_both_backends!(
+    payment_down,
+    fleet_down,
+    outbox_survives_nats_outage,
+    mypage_catches_up
+);

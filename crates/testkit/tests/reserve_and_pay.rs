@@ -4,15 +4,22 @@
 use rentacar_proto::{
     payment::{GetPaymentRequest, PaymentStatus},
     reservation::{
-        CancelReservationRequest, GetReservationRequest, ListReservationsRequest, Reservation, ReservationStatus,
-        ReserveRequest,
+        CancelReservationRequest, GetReservationRequest, ListReservationsRequest, Reservation,
+        ReservationStatus, ReserveRequest,
     },
 };
 use rentacar_testkit::{Backend, Platform, register_car};
 use tonic::Code;
 use tonic_types::StatusExt;
 
-fn reserve(request_id: &str, customer: &str, car: &str, pickup: &str, ret: &str, token: &str) -> ReserveRequest {
+fn reserve(
+    request_id: &str,
+    customer: &str,
+    car: &str,
+    pickup: &str,
+    ret: &str,
+    token: &str,
+) -> ReserveRequest {
     ReserveRequest {
         request_id: request_id.to_owned(),
         customer_id: customer.to_owned(),
@@ -24,8 +31,19 @@ fn reserve(request_id: &str, customer: &str, car: &str, pickup: &str, ret: &str,
 }
 
 async fn list(platform: &Platform, customer: &str) -> Vec<Reservation> {
-    let request = ListReservationsRequest { customer_id: customer.to_owned(), page_size: 0, page_token: String::new() };
-    platform.reservation().await.list_reservations(request).await.unwrap().into_inner().reservations
+    let request = ListReservationsRequest {
+        customer_id: customer.to_owned(),
+        page_size: 0,
+        page_token: String::new(),
+    };
+    platform
+        .reservation()
+        .await
+        .list_reservations(request)
+        .await
+        .unwrap()
+        .into_inner()
+        .reservations
 }
 
 /// The walk-through of the README, as a new user would try it.
@@ -36,13 +54,27 @@ async fn scenario(backend: Backend) -> anyhow::Result<()> {
     let mut reservations = platform.reservation().await;
 
     let first = reservations
-        .reserve(reserve("req-1", "alice", "1111", "2026-12-01", "2026-12-03", "tok_visa"))
+        .reserve(reserve(
+            "req-1",
+            "alice",
+            "1111",
+            "2026-12-01",
+            "2026-12-03",
+            "tok_visa",
+        ))
         .await?
         .into_inner()
         .reservation
         .unwrap();
     let second = reservations
-        .reserve(reserve("req-2", "alice", "2222", "2026-12-02", "2026-12-05", "tok_visa"))
+        .reserve(reserve(
+            "req-2",
+            "alice",
+            "2222",
+            "2026-12-02",
+            "2026-12-05",
+            "tok_visa",
+        ))
         .await?
         .into_inner()
         .reservation
@@ -50,24 +82,43 @@ async fn scenario(backend: Backend) -> anyhow::Result<()> {
 
     for (reservation, price) in [(&first, 2 * 5000), (&second, 3 * 7000)] {
         let fetched = reservations
-            .get_reservation(GetReservationRequest { reservation_id: reservation.reservation_id.clone() })
+            .get_reservation(GetReservationRequest {
+                reservation_id: reservation.reservation_id.clone(),
+            })
             .await?
             .into_inner()
             .reservation
             .unwrap();
         assert_eq!(fetched.status(), ReservationStatus::Paid);
         let amount = fetched.price.unwrap();
-        assert_eq!((amount.amount_minor, amount.currency_code.as_str()), (price, "JPY"));
+        assert_eq!(
+            (amount.amount_minor, amount.currency_code.as_str()),
+            (price, "JPY")
+        );
         assert!(fetched.payment_id.starts_with("pay_"), "{}", fetched.payment_id);
     }
 
     let declined = reservations
-        .reserve(reserve("req-3", "alice", "1111", "2026-12-10", "2026-12-12", "tok_chargeDeclined"))
+        .reserve(reserve(
+            "req-3",
+            "alice",
+            "1111",
+            "2026-12-10",
+            "2026-12-12",
+            "tok_chargeDeclined",
+        ))
         .await
         .unwrap_err();
     assert_eq!(declined.code(), Code::FailedPrecondition);
-    assert_eq!(declined.get_details_error_info().unwrap().reason, "PAYMENT_DECLINED");
-    assert_eq!(list(&platform, "alice").await.len(), 2, "a declined payment stores no reservation");
+    assert_eq!(
+        declined.get_details_error_info().unwrap().reason,
+        "PAYMENT_DECLINED"
+    );
+    assert_eq!(
+        list(&platform, "alice").await.len(),
+        2,
+        "a declined payment stores no reservation"
+    );
 
     let canceled = reservations
         .cancel_reservation(CancelReservationRequest {
@@ -82,7 +133,9 @@ async fn scenario(backend: Backend) -> anyhow::Result<()> {
     let payment = platform
         .payment()
         .await
-        .get_payment(GetPaymentRequest { reservation_id: first.reservation_id.clone() })
+        .get_payment(GetPaymentRequest {
+            reservation_id: first.reservation_id.clone(),
+        })
         .await?
         .into_inner()
         .payment
@@ -91,7 +144,13 @@ async fn scenario(backend: Backend) -> anyhow::Result<()> {
 
     let mine = list(&platform, "alice").await;
     let statuses: Vec<_> = mine.iter().map(|r| (r.car_number.as_str(), r.status())).collect();
-    assert_eq!(statuses, [("2222", ReservationStatus::Paid), ("1111", ReservationStatus::Canceled)]);
+    assert_eq!(
+        statuses,
+        [
+            ("2222", ReservationStatus::Paid),
+            ("1111", ReservationStatus::Canceled)
+        ]
+    );
     assert!(list(&platform, "bob").await.is_empty());
 
     platform.shutdown().await
@@ -103,9 +162,26 @@ async fn retries_are_idempotent(backend: Backend) -> anyhow::Result<()> {
     register_car(&platform, "3333", "Yaris", 4000).await?;
     let mut reservations = platform.reservation().await;
 
-    let request = reserve("same-request", "carol", "3333", "2026-12-01", "2026-12-04", "tok_visa");
-    let first = reservations.reserve(request.clone()).await?.into_inner().reservation.unwrap();
-    let again = reservations.reserve(request.clone()).await?.into_inner().reservation.unwrap();
+    let request = reserve(
+        "same-request",
+        "carol",
+        "3333",
+        "2026-12-01",
+        "2026-12-04",
+        "tok_visa",
+    );
+    let first = reservations
+        .reserve(request.clone())
+        .await?
+        .into_inner()
+        .reservation
+        .unwrap();
+    let again = reservations
+        .reserve(request.clone())
+        .await?
+        .into_inner()
+        .reservation
+        .unwrap();
     assert_eq!(first, again, "a retried Reserve returns the first reservation");
     assert_eq!(list(&platform, "carol").await.len(), 1);
 
@@ -121,19 +197,43 @@ async fn retries_are_idempotent(backend: Backend) -> anyhow::Result<()> {
         let reservation = call.await??.into_inner().reservation.unwrap();
         ids.insert((reservation.reservation_id, reservation.payment_id));
     }
-    assert_eq!(ids.len(), 1, "one reservation and one payment for one request id: {ids:?}");
+    assert_eq!(
+        ids.len(),
+        1,
+        "one reservation and one payment for one request id: {ids:?}"
+    );
     assert_eq!(list(&platform, "carol").await.len(), 2);
 
     // The same request id for a different rental is a client bug, not a retry.
     let reused = reservations
-        .reserve(reserve("same-request", "carol", "3333", "2026-12-20", "2026-12-21", "tok_visa"))
+        .reserve(reserve(
+            "same-request",
+            "carol",
+            "3333",
+            "2026-12-20",
+            "2026-12-21",
+            "tok_visa",
+        ))
         .await
         .unwrap_err();
     assert_eq!(reused.code(), Code::AlreadyExists);
 
-    let cancel = CancelReservationRequest { reservation_id: first.reservation_id.clone(), customer_id: "carol".into() };
-    let once = reservations.cancel_reservation(cancel.clone()).await?.into_inner().reservation.unwrap();
-    let twice = reservations.cancel_reservation(cancel).await?.into_inner().reservation.unwrap();
+    let cancel = CancelReservationRequest {
+        reservation_id: first.reservation_id.clone(),
+        customer_id: "carol".into(),
+    };
+    let once = reservations
+        .cancel_reservation(cancel.clone())
+        .await?
+        .into_inner()
+        .reservation
+        .unwrap();
+    let twice = reservations
+        .cancel_reservation(cancel)
+        .await?
+        .into_inner()
+        .reservation
+        .unwrap();
     assert_eq!(once, twice);
     assert_eq!(twice.status(), ReservationStatus::Canceled);
 
@@ -146,18 +246,30 @@ async fn only_the_owner_cancels(backend: Backend) -> anyhow::Result<()> {
     register_car(&platform, "4444", "Aqua", 3000).await?;
     let mut reservations = platform.reservation().await;
     let mine = reservations
-        .reserve(reserve("r", "dave", "4444", "2026-12-01", "2026-12-02", "tok_visa"))
+        .reserve(reserve(
+            "r",
+            "dave",
+            "4444",
+            "2026-12-01",
+            "2026-12-02",
+            "tok_visa",
+        ))
         .await?
         .into_inner()
         .reservation
         .unwrap();
     let err = reservations
-        .cancel_reservation(CancelReservationRequest { reservation_id: mine.reservation_id.clone(), customer_id: "eve".into() })
+        .cancel_reservation(CancelReservationRequest {
+            reservation_id: mine.reservation_id.clone(),
+            customer_id: "eve".into(),
+        })
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
     let still = reservations
-        .get_reservation(GetReservationRequest { reservation_id: mine.reservation_id })
+        .get_reservation(GetReservationRequest {
+            reservation_id: mine.reservation_id,
+        })
         .await?
         .into_inner()
         .reservation

@@ -15,11 +15,18 @@ use tonic_types::StatusExt;
 fn fields(status: &Status) -> Vec<String> {
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
     let bad_request = status.get_details_bad_request().expect("BadRequest details");
-    bad_request.field_violations.into_iter().map(|v| v.field).collect()
+    bad_request
+        .field_violations
+        .into_iter()
+        .map(|v| v.field)
+        .collect()
 }
 
 fn jpy(amount_minor: i64) -> Option<Money> {
-    Some(Money { currency_code: "JPY".into(), amount_minor })
+    Some(Money {
+        currency_code: "JPY".into(),
+        amount_minor,
+    })
 }
 
 fn reserve(request_id: &str, customer: &str, car: &str, pickup: &str, ret: &str) -> ReserveRequest {
@@ -42,13 +49,28 @@ async fn fleet_refuses_bad_cars_and_pages_its_list() -> anyhow::Result<()> {
         .register_car(RegisterCarRequest {
             car_number: " ".into(),
             model: String::new(),
-            daily_price: Some(Money { currency_code: "yen".into(), amount_minor: 0 }),
+            daily_price: Some(Money {
+                currency_code: "yen".into(),
+                amount_minor: 0,
+            }),
         })
         .await
         .unwrap_err();
-    assert_eq!(fields(&err), ["car_number", "model", "daily_price.currency_code", "daily_price.amount_minor"]);
+    assert_eq!(
+        fields(&err),
+        [
+            "car_number",
+            "model",
+            "daily_price.currency_code",
+            "daily_price.amount_minor"
+        ]
+    );
     let err = fleet
-        .register_car(RegisterCarRequest { car_number: "1 1".into(), model: "x".into(), daily_price: None })
+        .register_car(RegisterCarRequest {
+            car_number: "1 1".into(),
+            model: "x".into(),
+            daily_price: None,
+        })
         .await
         .unwrap_err();
     assert_eq!(fields(&err), ["car_number", "daily_price"]);
@@ -57,19 +79,40 @@ async fn fleet_refuses_bad_cars_and_pages_its_list() -> anyhow::Result<()> {
 
     for number in ["A-5", "A-1", "A-4", "A-2", "A-3"] {
         fleet
-            .register_car(RegisterCarRequest { car_number: number.into(), model: "Fit".into(), daily_price: jpy(4000) })
+            .register_car(RegisterCarRequest {
+                car_number: number.into(),
+                model: "Fit".into(),
+                daily_price: jpy(4000),
+            })
             .await?;
     }
     // Registering the same car again is a retry; a different car under its number is not.
-    let same = RegisterCarRequest { car_number: "A-1".into(), model: "Fit".into(), daily_price: jpy(4000) };
+    let same = RegisterCarRequest {
+        car_number: "A-1".into(),
+        model: "Fit".into(),
+        daily_price: jpy(4000),
+    };
     fleet.register_car(same).await?;
-    let clash = RegisterCarRequest { car_number: "A-1".into(), model: "Civic".into(), daily_price: jpy(4000) };
-    assert_eq!(fleet.register_car(clash).await.unwrap_err().code(), Code::AlreadyExists);
+    let clash = RegisterCarRequest {
+        car_number: "A-1".into(),
+        model: "Civic".into(),
+        daily_price: jpy(4000),
+    };
+    assert_eq!(
+        fleet.register_car(clash).await.unwrap_err().code(),
+        Code::AlreadyExists
+    );
 
     let mut seen = Vec::new();
     let mut token = String::new();
     loop {
-        let page = fleet.list_cars(ListCarsRequest { page_size: 2, page_token: token }).await?.into_inner();
+        let page = fleet
+            .list_cars(ListCarsRequest {
+                page_size: 2,
+                page_token: token,
+            })
+            .await?
+            .into_inner();
         assert!(page.cars.len() <= 2);
         seen.extend(page.cars.into_iter().map(|c| c.car_number));
         if page.next_page_token.is_empty() {
@@ -79,12 +122,30 @@ async fn fleet_refuses_bad_cars_and_pages_its_list() -> anyhow::Result<()> {
     }
     assert_eq!(seen, ["A-1", "A-2", "A-3", "A-4", "A-5"]);
 
-    let err = fleet.list_cars(ListCarsRequest { page_size: -1, page_token: "nonsense".into() }).await.unwrap_err();
+    let err = fleet
+        .list_cars(ListCarsRequest {
+            page_size: -1,
+            page_token: "nonsense".into(),
+        })
+        .await
+        .unwrap_err();
     assert_eq!(fields(&err), ["page_size", "page_token"]);
-    let err = fleet.get_car(GetCarRequest { car_number: "Z-9".into() }).await.unwrap_err();
+    let err = fleet
+        .get_car(GetCarRequest {
+            car_number: "Z-9".into(),
+        })
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
     assert_eq!(err.get_details_resource_info().unwrap().resource_name, "Z-9");
-    let car = fleet.get_car(GetCarRequest { car_number: "A-3".into() }).await?.into_inner().car.unwrap();
+    let car = fleet
+        .get_car(GetCarRequest {
+            car_number: "A-3".into(),
+        })
+        .await?
+        .into_inner()
+        .car
+        .unwrap();
     assert_eq!(car.daily_price, jpy(4000));
 
     platform.shutdown().await
@@ -99,11 +160,26 @@ async fn reservation_refuses_bad_requests_and_stores_nothing() -> anyhow::Result
     let mut empty = reserve("r", "", "", "", "");
     empty.payment_method = String::new();
     let err = reservations.reserve(empty).await.unwrap_err();
-    assert_eq!(fields(&err), ["customer_id", "car_number", "pickup_date", "return_date", "payment_method"]);
+    assert_eq!(
+        fields(&err),
+        [
+            "customer_id",
+            "car_number",
+            "pickup_date",
+            "return_date",
+            "payment_method"
+        ]
+    );
 
-    let err = reservations.reserve(reserve("r", "amy", "1111", "2026-12-03", "2026-12-01")).await.unwrap_err();
+    let err = reservations
+        .reserve(reserve("r", "amy", "1111", "2026-12-03", "2026-12-01"))
+        .await
+        .unwrap_err();
     assert_eq!(fields(&err), ["return_date"]);
-    let err = reservations.reserve(reserve("r", "amy", "1111", "2026/12/01", "2026-02-30")).await.unwrap_err();
+    let err = reservations
+        .reserve(reserve("r", "amy", "1111", "2026/12/01", "2026-02-30"))
+        .await
+        .unwrap_err();
     assert_eq!(fields(&err), ["pickup_date", "return_date"]);
 
     let mut unknown_token = reserve("r", "amy", "1111", "2026-12-01", "2026-12-02");
@@ -111,37 +187,69 @@ async fn reservation_refuses_bad_requests_and_stores_nothing() -> anyhow::Result
     let err = reservations.reserve(unknown_token).await.unwrap_err();
     assert_eq!(fields(&err), ["payment_method"]);
 
-    let err = reservations.reserve(reserve("r", "amy", "9999", "2026-12-01", "2026-12-02")).await.unwrap_err();
+    let err = reservations
+        .reserve(reserve("r", "amy", "9999", "2026-12-01", "2026-12-02"))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
     assert_eq!(err.get_details_resource_info().unwrap().resource_type, "car");
 
     let listed = reservations
-        .list_reservations(ListReservationsRequest { customer_id: "amy".into(), page_size: 0, page_token: String::new() })
+        .list_reservations(ListReservationsRequest {
+            customer_id: "amy".into(),
+            page_size: 0,
+            page_token: String::new(),
+        })
         .await?
         .into_inner();
-    assert!(listed.reservations.is_empty(), "no bad request left a reservation");
-    let err = reservations.list_reservations(ListReservationsRequest::default()).await.unwrap_err();
+    assert!(
+        listed.reservations.is_empty(),
+        "no bad request left a reservation"
+    );
+    let err = reservations
+        .list_reservations(ListReservationsRequest::default())
+        .await
+        .unwrap_err();
     assert_eq!(fields(&err), ["customer_id"]);
 
     // Paging through a customer's reservations, newest first.
-    for (i, (pickup, ret)) in [("2027-01-01", "2027-01-02"), ("2027-01-03", "2027-01-04"), ("2027-01-05", "2027-01-06")]
-        .into_iter()
-        .enumerate()
+    for (i, (pickup, ret)) in [
+        ("2027-01-01", "2027-01-02"),
+        ("2027-01-03", "2027-01-04"),
+        ("2027-01-05", "2027-01-06"),
+    ]
+    .into_iter()
+    .enumerate()
     {
-        reservations.reserve(reserve(&format!("page-{i}"), "amy", "1111", pickup, ret)).await?;
+        reservations
+            .reserve(reserve(&format!("page-{i}"), "amy", "1111", pickup, ret))
+            .await?;
     }
     let first = reservations
-        .list_reservations(ListReservationsRequest { customer_id: "amy".into(), page_size: 2, page_token: String::new() })
+        .list_reservations(ListReservationsRequest {
+            customer_id: "amy".into(),
+            page_size: 2,
+            page_token: String::new(),
+        })
         .await?
         .into_inner();
     assert_eq!(first.reservations.len(), 2);
     let second = reservations
-        .list_reservations(ListReservationsRequest { customer_id: "amy".into(), page_size: 2, page_token: first.next_page_token })
+        .list_reservations(ListReservationsRequest {
+            customer_id: "amy".into(),
+            page_size: 2,
+            page_token: first.next_page_token,
+        })
         .await?
         .into_inner();
     assert_eq!(second.reservations.len(), 1);
     assert!(second.next_page_token.is_empty());
-    let mut all: Vec<_> = first.reservations.iter().chain(&second.reservations).map(|r| r.reservation_id.clone()).collect();
+    let mut all: Vec<_> = first
+        .reservations
+        .iter()
+        .chain(&second.reservations)
+        .map(|r| r.reservation_id.clone())
+        .collect();
     all.dedup();
     assert_eq!(all.len(), 3);
 
@@ -161,30 +269,75 @@ async fn payment_charges_once_per_reservation() -> anyhow::Result<()> {
     };
 
     let err = payment.pay(PayRequest::default()).await.unwrap_err();
-    assert_eq!(fields(&err), ["reservation_id", "customer_id", "amount", "payment_method"]);
+    assert_eq!(
+        fields(&err),
+        ["reservation_id", "customer_id", "amount", "payment_method"]
+    );
     let err = payment.pay(pay("r-0", 100, "tok_unknown")).await.unwrap_err();
     assert_eq!(fields(&err), ["payment_method"]);
 
-    let first = payment.pay(pay("r-1", 100, "tok_visa")).await?.into_inner().payment.unwrap();
-    let again = payment.pay(pay("r-1", 100, "tok_visa")).await?.into_inner().payment.unwrap();
+    let first = payment
+        .pay(pay("r-1", 100, "tok_visa"))
+        .await?
+        .into_inner()
+        .payment
+        .unwrap();
+    let again = payment
+        .pay(pay("r-1", 100, "tok_visa"))
+        .await?
+        .into_inner()
+        .payment
+        .unwrap();
     assert_eq!(first.payment_id, again.payment_id, "one payment per reservation");
     assert_eq!(first.status(), PaymentStatus::Approved);
     let err = payment.pay(pay("r-1", 999, "tok_visa")).await.unwrap_err();
     assert_eq!(err.code(), Code::AlreadyExists);
 
-    let declined = payment.pay(pay("r-2", 100, "tok_chargeDeclined")).await.unwrap_err();
+    let declined = payment
+        .pay(pay("r-2", 100, "tok_chargeDeclined"))
+        .await
+        .unwrap_err();
     assert_eq!(declined.code(), Code::FailedPrecondition);
-    assert_eq!(declined.get_details_error_info().unwrap().reason, "PAYMENT_DECLINED");
-    let still = payment.pay(pay("r-2", 100, "tok_chargeDeclined")).await.unwrap_err();
-    assert_eq!(still.code(), Code::FailedPrecondition, "a retried decline stays declined");
+    assert_eq!(
+        declined.get_details_error_info().unwrap().reason,
+        "PAYMENT_DECLINED"
+    );
+    let still = payment
+        .pay(pay("r-2", 100, "tok_chargeDeclined"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        still.code(),
+        Code::FailedPrecondition,
+        "a retried decline stays declined"
+    );
 
-    let refund = |id: &str| CancelPaymentRequest { reservation_id: id.into(), reason: "test".into() };
-    let refunded = payment.cancel_payment(refund("r-1")).await?.into_inner().payment.unwrap();
+    let refund = |id: &str| CancelPaymentRequest {
+        reservation_id: id.into(),
+        reason: "test".into(),
+    };
+    let refunded = payment
+        .cancel_payment(refund("r-1"))
+        .await?
+        .into_inner()
+        .payment
+        .unwrap();
     assert_eq!(refunded.status(), PaymentStatus::Refunded);
-    let twice = payment.cancel_payment(refund("r-1")).await?.into_inner().payment.unwrap();
+    let twice = payment
+        .cancel_payment(refund("r-1"))
+        .await?
+        .into_inner()
+        .payment
+        .unwrap();
     assert_eq!(twice, refunded);
-    assert_eq!(payment.cancel_payment(refund("r-2")).await.unwrap_err().code(), Code::FailedPrecondition);
-    assert_eq!(payment.cancel_payment(refund("r-404")).await.unwrap_err().code(), Code::NotFound);
+    assert_eq!(
+        payment.cancel_payment(refund("r-2")).await.unwrap_err().code(),
+        Code::FailedPrecondition
+    );
+    assert_eq!(
+        payment.cancel_payment(refund("r-404")).await.unwrap_err().code(),
+        Code::NotFound
+    );
 
     platform.shutdown().await
 }
@@ -207,8 +360,17 @@ async fn mypage_follows_the_events() -> anyhow::Result<()> {
     let mine = eventually("mypage to show mia's reservation", || {
         let mut mypage = mypage.clone();
         async move {
-            let request = ListMyReservationsRequest { customer_id: "mia".into(), page_size: 0, page_token: String::new() };
-            let rows = mypage.list_my_reservations(request).await.ok()?.into_inner().reservations;
+            let request = ListMyReservationsRequest {
+                customer_id: "mia".into(),
+                page_size: 0,
+                page_token: String::new(),
+            };
+            let rows = mypage
+                .list_my_reservations(request)
+                .await
+                .ok()?
+                .into_inner()
+                .reservations;
             (!rows.is_empty()).then_some(rows)
         }
     })
@@ -223,10 +385,19 @@ async fn mypage_follows_the_events() -> anyhow::Result<()> {
         pickup_date: pickup.into(),
         return_date: ret.into(),
     };
-    let overlapping = mypage.get_car_availability(availability("2026-12-02", "2026-12-04")).await?.into_inner();
+    let overlapping = mypage
+        .get_car_availability(availability("2026-12-02", "2026-12-04"))
+        .await?
+        .into_inner();
     assert!(!overlapping.available);
-    assert_eq!(overlapping.conflicting_reservation_ids, [booked.reservation_id.clone()]);
-    let back_to_back = mypage.get_car_availability(availability("2026-12-03", "2026-12-04")).await?.into_inner();
+    assert_eq!(
+        overlapping.conflicting_reservation_ids,
+        vec![booked.reservation_id.clone()]
+    );
+    let back_to_back = mypage
+        .get_car_availability(availability("2026-12-03", "2026-12-04"))
+        .await?
+        .into_inner();
     assert!(back_to_back.available);
 
     let free = mypage
@@ -241,7 +412,10 @@ async fn mypage_follows_the_events() -> anyhow::Result<()> {
     let numbers: Vec<_> = free.cars.iter().map(|c| c.car_number.as_str()).collect();
     assert_eq!(numbers, ["2222"]);
 
-    let err = mypage.get_car_availability(availability("2026-12-05", "2026-12-01")).await.unwrap_err();
+    let err = mypage
+        .get_car_availability(availability("2026-12-05", "2026-12-01"))
+        .await
+        .unwrap_err();
     assert_eq!(fields(&err), ["return_date"]);
 
     platform.shutdown().await

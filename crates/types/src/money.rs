@@ -73,7 +73,10 @@ mod tests {
     #[test]
     fn rejects_lower_case_codes_and_zero_amounts() {
         let mut v = FieldViolations::new();
-        let bad = common::Money { currency_code: "usd".into(), amount_minor: 0 };
+        let bad = common::Money {
+            currency_code: "usd".into(),
+            amount_minor: 0,
+        };
         assert!(Money::positive("price", Some(&bad), &mut v).is_none());
         let fields: Vec<_> = v.iter().map(|(f, _)| f.to_owned()).collect();
         assert_eq!(fields, ["price.currency_code", "price.amount_minor"]);
@@ -81,7 +84,10 @@ mod tests {
 
     #[test]
     fn multiplies_without_overflow() {
-        let m = Money { currency_code: "JPY".into(), amount_minor: 5000 };
+        let m = Money {
+            currency_code: "JPY".into(),
+            amount_minor: 5000,
+        };
         assert_eq!(m.times(3).unwrap().amount_minor, 15000);
         assert!(m.times(i64::MAX).is_none());
     }

@@ -45,7 +45,7 @@ impl PageToken {
     }
 
     pub fn decode(token: &str) -> Option<String> {
-        if token.len() % 2 != 0 {
+        if !token.len().is_multiple_of(2) {
             return None;
         }
         let bytes = (0..token.len())

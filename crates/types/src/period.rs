@@ -24,7 +24,10 @@ impl RentalPeriod {
             return None;
         }
         if (return_date - pickup).num_days() > MAX_RENTAL_DAYS {
-            violations.add("return_date", format!("must be at most {MAX_RENTAL_DAYS} days after pickup_date"));
+            violations.add(
+                "return_date",
+                format!("must be at most {MAX_RENTAL_DAYS} days after pickup_date"),
+            );
             return None;
         }
         Some(Self { pickup, return_date })
