@@ -74,7 +74,12 @@ fn test(root: &Path) -> anyhow::Result<()> {
     run(Command::new(tools.join("buf"))
         .args(["lint"])
         .current_dir(root.join("proto")))?;
-    let (passed, failed) = run_tests(&mut cargo(&["test", "--workspace", "--all-targets"]))?;
+    let (passed, failed) = run_tests(&mut cargo(&[
+        "test",
+        "--workspace",
+        "--all-targets",
+        "--no-fail-fast",
+    ]))?;
     println!("tests: {passed} passed, {failed} failed");
     Ok(())
 }

@@ -3,7 +3,8 @@
 //! A handler gets the decoded event and an open database transaction that already holds the
 //! inbox row for it; its state change commits together with that row. A redelivered event
 //! finds the row and is acked without a second effect. A failing handler's event is nak'ed
-//! with a growing delay and redelivered.
+//! with a growing delay and redelivered; after [`DEAD_LETTER_AFTER`] failures it moves to
+//! the dead-letter stream (see [`crate::dead_letter`]).
 
 use std::{future::Future, time::Duration};
 
@@ -15,13 +16,14 @@ use async_nats::jetstream::{
 use futures::StreamExt;
 use prost::Message as _;
 use rentacar_proto::events::EventEnvelope;
-use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr, TransactionTrait};
+use rentacar_runtime::db;
+use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr};
 use tokio_util::sync::CancellationToken;
 
-use crate::{inbox, stream};
-
-/// Deliveries of one event before JetStream stops redelivering it.
-pub const MAX_DELIVER: i64 = 10;
+use crate::{
+    dead_letter::{self, DEAD_LETTER_AFTER},
+    inbox, stream,
+};
 
 /// How long the server waits for an ack before redelivering.
 const ACK_WAIT: Duration = Duration::from_secs(30);
@@ -46,6 +48,13 @@ pub enum HandlerError {
 
 /// Applies one kind of event to a service's state.
 pub trait Handler: Send + Sync + 'static {
+    /// Runs before the transaction opens, for idempotent calls to other services that must
+    /// succeed before the state changes (a refund before a rejection). It may run again
+    /// for an event that was already applied, so it must be safe to repeat.
+    fn prepare(&self, _event: &EventEnvelope) -> impl Future<Output = Result<(), HandlerError>> + Send {
+        std::future::ready(Ok(()))
+    }
+
     /// Applies `event` inside `txn`. Events the handler does not care about are ignored by
     /// returning `Ok(())`.
     fn handle(
@@ -90,7 +99,11 @@ impl<H: Handler> Consumer<H> {
     pub async fn run(self, shutdown: CancellationToken) {
         let mut backoff = Duration::from_millis(100);
         while !shutdown.is_cancelled() {
-            let mut messages = match self.subscribe().await {
+            let subscribed = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                subscribed = self.subscribe() => subscribed,
+            };
+            let mut messages = match subscribed {
                 Ok(messages) => {
                     backoff = Duration::from_millis(100);
                     messages
@@ -133,7 +146,9 @@ impl<H: Handler> Consumer<H> {
                     ack_policy: AckPolicy::Explicit,
                     deliver_policy: DeliverPolicy::All,
                     ack_wait: ACK_WAIT,
-                    max_deliver: MAX_DELIVER,
+                    // Unlimited: the loop dead-letters an event itself, so that a failure
+                    // to store the dead letter leads to a redelivery, never to a loss.
+                    max_deliver: -1,
                     ..Default::default()
                 },
             )
@@ -156,8 +171,8 @@ impl<H: Handler> Consumer<H> {
             Ok(event) => event,
             Err(err) => {
                 // Redelivering bytes that do not decode cannot help.
-                tracing::error!(consumer = %self.name, subject = %message.subject, seq = delivery.stream_sequence, error = %err, "undecodable event terminated");
-                ack(&message, AckKind::Term).await;
+                self.dead_letter(&message, &delivery, &format!("undecodable event: {err}"))
+                    .await;
                 return;
             }
         };
@@ -165,20 +180,37 @@ impl<H: Handler> Consumer<H> {
         match self.apply(&event, &delivery).await {
             Ok(()) => ack(&message, AckKind::Ack).await,
             Err(err) => {
-                let delay = Duration::from_millis(200 * delivery.delivered.clamp(1, 25) as u64);
-                let level_is_final = delivery.delivered >= MAX_DELIVER;
-                if level_is_final {
-                    tracing::error!(consumer = %self.name, event_id = %event.event_id, event_type = %event.event_type, delivered = delivery.delivered, error = %err, cause = ?std::error::Error::source(&err), "event failed on its last delivery");
-                } else {
-                    tracing::warn!(consumer = %self.name, event_id = %event.event_id, event_type = %event.event_type, delivered = delivery.delivered, error = %err, cause = ?std::error::Error::source(&err), "event failed; it will be redelivered");
+                let error = error_chain(&err);
+                if delivery.delivered >= DEAD_LETTER_AFTER {
+                    self.dead_letter(&message, &delivery, &error).await;
+                    return;
                 }
+                tracing::warn!(consumer = %self.name, event_id = %event.event_id, event_type = %event.event_type, delivered = delivery.delivered, error = %error, "event failed; it will be redelivered");
+                // 0.25 s, 0.5 s, 1 s, ... up to 5 s: a few seconds for a passing fault to clear.
+                let delay = Duration::from_millis(250 << (delivery.delivered.clamp(1, 6) - 1))
+                    .min(Duration::from_secs(5));
                 ack(&message, AckKind::Nak(Some(delay))).await;
             }
         }
     }
 
+    /// Moves a poison message to the dead-letter stream, then stops its redelivery.
+    async fn dead_letter(&self, message: &jetstream::Message, delivery: &Delivery, error: &str) {
+        match dead_letter::send(&self.js, &self.name, message, delivery, error).await {
+            Ok(()) => {
+                tracing::error!(consumer = %self.name, subject = %message.subject, seq = delivery.stream_sequence, delivered = delivery.delivered, error, "event dead-lettered; replay it with `rentacar dead-letters replay` after the fix");
+                ack(message, AckKind::Term).await;
+            }
+            Err(err) => {
+                tracing::error!(consumer = %self.name, seq = delivery.stream_sequence, error = %err, "cannot store dead letter; the event will be redelivered");
+                ack(message, AckKind::Nak(Some(Duration::from_secs(1)))).await;
+            }
+        }
+    }
+
     async fn apply(&self, event: &EventEnvelope, delivery: &Delivery) -> Result<(), HandlerError> {
-        let txn = self.db.begin().await?;
+        self.handler.prepare(event).await?;
+        let txn = db::begin_write(&self.db).await?;
         if !inbox::record(&txn, &self.name, &event.event_id, delivery.stream_sequence).await? {
             tracing::debug!(consumer = %self.name, event_id = %event.event_id, "already applied; skipped");
             txn.rollback().await?;
@@ -196,4 +228,16 @@ async fn ack(message: &jetstream::Message, kind: AckKind) {
     if let Err(err) = message.ack_with(kind).await {
         tracing::warn!(error = %err, "ack not sent");
     }
+}
+
+/// An error and its causes on one line, for logs and dead-letter headers.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }

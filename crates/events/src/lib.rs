@@ -8,11 +8,13 @@
 //!   is dropped by the stream's duplicate window.
 //! - [`consumer`]: durable pull consumers with explicit ack. A handler's state change and
 //!   the event id it consumed commit together, so a redelivery is acked and skipped.
+//! - [`dead_letter`]: events a consumer keeps failing on, kept and replayable.
 //! - [`stream`]: the one JetStream stream, created idempotently at start.
 //! - [`migration`]: the `outbox` and `inbox` tables, added to each service's migrator.
 //! - [`nats_server`]: starts a local `nats-server -js` (for `rentacar up` and tests).
 
 pub mod consumer;
+pub mod dead_letter;
 mod envelope;
 mod inbox;
 pub mod migration;

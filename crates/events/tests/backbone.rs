@@ -3,7 +3,7 @@
 use std::{
     sync::{
         Arc,
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     time::Duration,
 };
@@ -11,7 +11,10 @@ use std::{
 use async_nats::{HeaderMap, jetstream};
 use futures::TryStreamExt;
 use rentacar_events::{
-    Consumer, Delivery, Event, Handler, HandlerError, Outbox, Payload, nats_server::NatsServer, stream,
+    Consumer, Delivery, Event, Handler, HandlerError, Outbox, Payload,
+    dead_letter::{self, DEAD_LETTER_AFTER},
+    nats_server::NatsServer,
+    stream,
 };
 use rentacar_proto::events::{CarRegistered, EventEnvelope};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction};
@@ -96,12 +99,13 @@ async fn a_resend_after_a_crash_is_kept_once() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Counts what it applies; fails its first `failures` calls.
+/// Counts what it applies; fails its first `failures` calls, and every call while `broken`.
 #[derive(Clone, Default)]
 struct Counting {
     applied: Arc<AtomicUsize>,
     calls: Arc<AtomicUsize>,
     failures: usize,
+    broken: Arc<AtomicBool>,
 }
 
 impl Handler for Counting {
@@ -113,6 +117,9 @@ impl Handler for Counting {
     ) -> Result<(), HandlerError> {
         if self.calls.fetch_add(1, Ordering::SeqCst) < self.failures {
             return Err(HandlerError::Failed("not yet".into()));
+        }
+        if self.broken.load(Ordering::SeqCst) {
+            return Err(HandlerError::Failed("the handler is broken".into()));
         }
         self.applied.fetch_add(1, Ordering::SeqCst);
         Ok(())
@@ -196,5 +203,83 @@ async fn a_failing_handler_gets_the_event_again() -> anyhow::Result<()> {
     task.await?;
     assert_eq!(handler.calls.load(Ordering::SeqCst), 3);
     assert_eq!(handler.applied.load(Ordering::SeqCst), 1);
+    Ok(())
+}
+
+/// An event whose handler keeps failing is moved to the dead-letter stream with its
+/// headers and the error, stops being redelivered, and is applied once when replayed after
+/// the fault is gone.
+#[tokio::test]
+async fn a_poison_event_is_dead_lettered_and_replayed_after_the_fix() -> anyhow::Result<()> {
+    let f = fixture().await?;
+    stream::ensure(&f.js).await.map_err(|e| anyhow::anyhow!(e))?;
+    let event = car_registered("1111");
+    publish_raw(&f.js, &event, event.id()).await?;
+
+    let handler = Counting::default();
+    handler.broken.store(true, Ordering::SeqCst);
+    let stop = CancellationToken::new();
+    let consumer = Consumer::new(
+        "test-poison",
+        &["rentacar.fleet.>"],
+        handler.clone(),
+        f.db.clone(),
+        f.js.clone(),
+    );
+    let task = tokio::spawn(consumer.run(stop.clone()));
+
+    let mut letters = Vec::new();
+    for _ in 0..600 {
+        letters = dead_letter::list(&f.js, Some("test-poison"))
+            .await
+            .map_err(|e| anyhow::anyhow!(e))?;
+        if !letters.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(letters.len(), 1, "the poison event is kept");
+    let letter = &letters[0];
+    assert_eq!(letter.original_subject, "rentacar.fleet.car_registered");
+    assert!(letter.error.contains("the handler is broken"), "{}", letter.error);
+    assert_eq!(
+        letter
+            .headers
+            .get(dead_letter::HEADER_ORIGINAL_MSG_ID)
+            .map(|v| v.as_str().to_owned()),
+        Some(event.id().to_owned())
+    );
+    assert_eq!(letter.payload, bytes::Bytes::from(event.encode()));
+    wait_until_drained(&f.js, "test-poison").await?;
+    assert_eq!(
+        handler.calls.load(Ordering::SeqCst),
+        DEAD_LETTER_AFTER as usize,
+        "no redelivery after the dead letter"
+    );
+    assert_eq!(handler.applied.load(Ordering::SeqCst), 0);
+
+    handler.broken.store(false, Ordering::SeqCst);
+    assert_eq!(
+        dead_letter::replay(&f.js, Some("test-poison"))
+            .await
+            .map_err(|e| anyhow::anyhow!(e))?,
+        1
+    );
+    for _ in 0..600 {
+        if handler.applied.load(Ordering::SeqCst) == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(handler.applied.load(Ordering::SeqCst), 1);
+    assert!(
+        dead_letter::list(&f.js, None)
+            .await
+            .map_err(|e| anyhow::anyhow!(e))?
+            .is_empty(),
+        "replayed letters are removed"
+    );
+    stop.cancel();
+    task.await?;
     Ok(())
 }

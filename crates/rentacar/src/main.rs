@@ -22,6 +22,26 @@ enum Command {
     Up,
     /// Applies a service's database migrations and exits.
     Migrate { service: Service },
+    /// Lists or replays events that a consumer failed to apply (at RENTACAR_NATS_URL).
+    DeadLetters {
+        #[command(subcommand)]
+        action: DeadLetterAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum DeadLetterAction {
+    /// Shows every dead letter with its consumer, subject and error.
+    List {
+        /// Only this consumer's, for example `reservation-saga`.
+        #[arg(long)]
+        consumer: Option<String>,
+    },
+    /// Sends dead letters back to their subjects (after fixing what failed), then removes them.
+    Replay {
+        #[arg(long)]
+        consumer: Option<String>,
+    },
 }
 
 #[tokio::main]
@@ -34,5 +54,13 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve { service } => rentacar::serve(service, &env).await,
         Command::Up => up::run(&env).await,
         Command::Migrate { service } => rentacar::migrate(service, &env).await,
+        Command::DeadLetters { action } => match action {
+            DeadLetterAction::List { consumer } => {
+                rentacar::dead_letters::list(&env, consumer.as_deref()).await
+            }
+            DeadLetterAction::Replay { consumer } => {
+                rentacar::dead_letters::replay(&env, consumer.as_deref()).await
+            }
+        },
     }
 }
