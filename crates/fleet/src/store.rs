@@ -2,10 +2,10 @@
 
 use rentacar_events::{Event, Outbox, Payload};
 use rentacar_proto::events::CarRegistered;
+use rentacar_runtime::db;
 use rentacar_types::{Money, PageRequest};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    TransactionTrait,
 };
 
 use crate::{Error, SERVICE, domain::Car};
@@ -46,7 +46,7 @@ impl From<car::Model> for Car {
 /// Registers `car` and stores its `car_registered` event in the same transaction. The same
 /// registration repeated (a client or mesh retry) returns the car without a second event.
 pub async fn register(db: &DatabaseConnection, outbox: &Outbox, car: Car) -> Result<Car, Error> {
-    let txn = db.begin().await?;
+    let txn = db::begin_write(db).await?;
     if let Some(existing) = car::Entity::find_by_id(car.car_number.clone()).one(&txn).await? {
         let existing = Car::from(existing);
         return if existing == car {

@@ -4,9 +4,7 @@ use rentacar_events::{Event, Outbox, Payload};
 use rentacar_proto::events::{PaymentApproved, PaymentCanceled};
 use rentacar_runtime::db;
 use rentacar_types::Money;
-use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, DatabaseConnection, EntityTrait, IntoActiveModel, TransactionTrait,
-};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, DatabaseConnection, EntityTrait, IntoActiveModel};
 
 use crate::{
     Error, SERVICE,
@@ -83,7 +81,7 @@ pub async fn pay(db: &DatabaseConnection, outbox: &Outbox, charge: Charge) -> Re
 }
 
 async fn pay_once(db: &DatabaseConnection, outbox: &Outbox, charge: Charge) -> Result<Payment, Error> {
-    let txn = db.begin().await?;
+    let txn = db::begin_write(db).await?;
     let payment = match payment::Entity::find_by_id(charge.reservation_id.clone())
         .one(&txn)
         .await?
@@ -148,7 +146,7 @@ pub async fn refund(
     reservation_id: &str,
     reason: &str,
 ) -> Result<Payment, Error> {
-    let txn = db.begin().await?;
+    let txn = db::begin_write(db).await?;
     let row = payment::Entity::find_by_id(reservation_id.to_owned())
         .one(&txn)
         .await?

@@ -27,6 +27,19 @@ impl Status {
             .find(|s| s.as_str() == value)
     }
 
+    /// Whether no further change can happen.
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Rejected | Self::Canceled)
+    }
+
+    /// The states from which a reservation may move to `next`.
+    pub fn sources_of(next: Status) -> Vec<Status> {
+        [Self::Paid, Self::Confirmed, Self::Rejected, Self::Canceled]
+            .into_iter()
+            .filter(|s| s.can_become(next))
+            .collect()
+    }
+
     /// Whether a reservation in this state may move to `next`.
     pub fn can_become(self, next: Status) -> bool {
         matches!(
@@ -48,6 +61,8 @@ pub struct Reservation {
     pub price: Money,
     pub status: Status,
     pub payment_id: String,
+    /// Why the car's dates could not be booked, when rejected.
+    pub rejection_reason: Option<String>,
 }
 
 /// A validated `Reserve` request.

@@ -1,10 +1,16 @@
-//! What reservation consumes: fleet's registrations, into the car catalog replica.
+//! What reservation consumes: fleet's registrations (into the car catalog replica), and
+//! fleet's booking decisions (the saga).
 
-use rentacar_events::{Delivery, Handler, HandlerError, Payload};
-use rentacar_proto::events::EventEnvelope;
-use sea_orm::DatabaseTransaction;
+use rentacar_events::{Delivery, Handler, HandlerError, Outbox, Payload};
+use rentacar_proto::events::{EventEnvelope, ReservationConfirmed, ReservationRejected};
+use sea_orm::{DatabaseConnection, DatabaseTransaction};
 
-use crate::store::{self, catalog_car};
+use crate::{
+    domain::Status,
+    payment::PaymentClient,
+    store::{self, catalog_car},
+    watch::Changes,
+};
 
 /// Keeps `catalog_cars` in step with `rentacar.fleet.car_registered`.
 pub struct CatalogHandler;
@@ -35,4 +41,100 @@ impl Handler for CatalogHandler {
         tracing::info!(car_number = %car.car_number, "car added to the catalog");
         Ok(())
     }
+}
+
+/// The reservation side of the saga: fleet's decision confirms a paid reservation, or
+/// rejects it and refunds its payment.
+pub struct SagaHandler {
+    pub db: DatabaseConnection,
+    pub outbox: Outbox,
+    pub payments: PaymentClient,
+    pub changes: Changes,
+    /// Reservations changed by the transaction in progress, announced after it commits.
+    pub changed: std::sync::Mutex<Vec<String>>,
+}
+
+/// The subjects of the saga consumer.
+pub const SAGA_SUBJECTS: [&str; 2] = ["rentacar.fleet.car_booked", "rentacar.fleet.booking_rejected"];
+
+impl Handler for SagaHandler {
+    /// A rejected booking is refunded before the reservation says REJECTED, so that a
+    /// rejected reservation is never left charged. Refunding is idempotent on payment's side.
+    async fn prepare(&self, event: &EventEnvelope) -> Result<(), HandlerError> {
+        let Some(Payload::BookingRejected(rejected)) = &event.payload else {
+            return Ok(());
+        };
+        let reservation = store::find(&self.db, &rejected.reservation_id)
+            .await
+            .map_err(|e| HandlerError::Failed(e.to_string()))?
+            .ok_or_else(|| unknown(&rejected.reservation_id))?;
+        if reservation.status == Status::Paid {
+            let reason = format!("booking rejected: {}", rejected.reason);
+            self.payments
+                .refund(&reservation.reservation_id, &reason)
+                .await
+                .map_err(|e| HandlerError::Failed(format!("refund failed: {e}")))?;
+        }
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        txn: &DatabaseTransaction,
+        event: &EventEnvelope,
+        _: &Delivery,
+    ) -> Result<(), HandlerError> {
+        let (reservation_id, to, reason) = match &event.payload {
+            Some(Payload::CarBooked(booked)) => (&booked.reservation_id, Status::Confirmed, None),
+            Some(Payload::BookingRejected(rejected)) => (
+                &rejected.reservation_id,
+                Status::Rejected,
+                Some(rejected.reason.as_str()),
+            ),
+            _ => return Ok(()),
+        };
+        let reservation = store::find(txn, reservation_id)
+            .await
+            .map_err(|e| HandlerError::Failed(e.to_string()))?
+            .ok_or_else(|| unknown(reservation_id))?;
+        let payload = match to {
+            Status::Confirmed => Payload::ReservationConfirmed(ReservationConfirmed {
+                reservation_id: reservation.reservation_id.clone(),
+                customer_id: reservation.customer_id.clone(),
+            }),
+            _ => Payload::ReservationRejected(ReservationRejected {
+                reservation_id: reservation.reservation_id.clone(),
+                customer_id: reservation.customer_id.clone(),
+                reason: reason.unwrap_or_default().to_owned(),
+            }),
+        };
+        // A reservation canceled meanwhile, or an event seen before, moves nothing.
+        if store::transition(txn, &self.outbox, reservation_id, to, reason, payload).await? {
+            self.changed
+                .lock()
+                .expect("not poisoned")
+                .push(reservation_id.clone());
+        } else {
+            tracing::info!(
+                reservation_id,
+                status = reservation.status.as_str(),
+                wanted = to.as_str(),
+                "event leaves the reservation as it is"
+            );
+        }
+        Ok(())
+    }
+
+    fn after_commit(&self) {
+        self.outbox.wake();
+        for id in self.changed.lock().expect("not poisoned").drain(..) {
+            self.changes.notify(&id);
+        }
+    }
+}
+
+/// An event about a reservation this service does not have (yet: the reservation may still
+/// be committing). Retried, then dead-lettered.
+fn unknown(reservation_id: &str) -> HandlerError {
+    HandlerError::Failed(format!("reservation {reservation_id} is not known here"))
 }

@@ -4,6 +4,7 @@ use rentacar_events::Outbox;
 use rentacar_proto::reservation::{self as pb, reservation_service_server::ReservationService};
 use rentacar_types::{FieldViolations, PageRequest, PageToken, RentalPeriod};
 use sea_orm::DatabaseConnection;
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use crate::{
@@ -11,17 +12,33 @@ use crate::{
     domain::{self, Reservation, ReserveCommand, Status as State},
     payment::PaymentClient,
     store,
+    watch::{self, Changes, WatchStream},
 };
 
 pub struct ReservationApi {
     db: DatabaseConnection,
     outbox: Outbox,
     payments: PaymentClient,
+    changes: Changes,
+    /// Ends open watches when the server stops, so they do not hold up the drain.
+    shutdown: CancellationToken,
 }
 
 impl ReservationApi {
-    pub fn new(db: DatabaseConnection, outbox: Outbox, payments: PaymentClient) -> Self {
-        Self { db, outbox, payments }
+    pub fn new(
+        db: DatabaseConnection,
+        outbox: Outbox,
+        payments: PaymentClient,
+        changes: Changes,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Self {
+            db,
+            outbox,
+            payments,
+            changes,
+            shutdown,
+        }
     }
 
     async fn reserve(&self, command: ReserveCommand) -> Result<Reservation, Error> {
@@ -59,6 +76,7 @@ impl ReservationApi {
             price,
             status: State::Paid,
             payment_id,
+            rejection_reason: None,
         };
         store::insert_paid(&self.db, &self.outbox, reservation).await
     }
@@ -84,12 +102,34 @@ impl ReservationApi {
         self.payments
             .refund(&reservation_id, "canceled by customer")
             .await?;
-        store::mark_canceled(&self.db, &self.outbox, &reservation).await
+        let canceled = store::cancel(&self.db, &self.outbox, &reservation).await?;
+        self.changes.notify(&canceled.reservation_id);
+        Ok(canceled)
     }
 }
 
 #[tonic::async_trait]
 impl ReservationService for ReservationApi {
+    type WatchReservationStream = WatchStream;
+
+    async fn watch_reservation(
+        &self,
+        request: Request<pb::WatchReservationRequest>,
+    ) -> Result<Response<WatchStream>, Status> {
+        let mut violations = FieldViolations::new();
+        let id = domain::required_id(
+            "reservation_id",
+            &request.get_ref().reservation_id,
+            &mut violations,
+        );
+        violations.check(()).map_err(Error::from)?;
+        let current = store::find(&self.db, &id)
+            .await?
+            .ok_or(Error::ReservationNotFound(id))?;
+        let stream = watch::watch(self.db.clone(), &self.changes, current, self.shutdown.clone());
+        Ok(Response::new(stream))
+    }
+
     async fn reserve(
         &self,
         request: Request<pb::ReserveRequest>,
@@ -196,6 +236,7 @@ impl From<Reservation> for pb::Reservation {
             status: status.into(),
             payment_id: r.payment_id,
             request_id: r.request_id,
+            rejection_reason: r.rejection_reason.unwrap_or_default(),
         }
     }
 }

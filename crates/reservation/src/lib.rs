@@ -10,7 +10,9 @@
 //! - `grpc`: the `ReservationService` handlers.
 //! - `payment`: the client of the payment service and how its failures read here.
 //! - `store`: the `reservations` and `catalog_cars` tables.
-//! - `events`: what reservation consumes (the car catalog).
+//! - `events`: what reservation consumes: the car catalog, and fleet's booking decisions
+//!   that confirm a reservation or reject and refund it (the saga).
+//! - `watch`: telling `WatchReservation` streams about changes.
 //! - [`migration`]: the schema.
 
 pub mod domain;
@@ -20,6 +22,7 @@ mod grpc;
 pub mod migration;
 mod payment;
 mod store;
+mod watch;
 
 pub use error::Error;
 
@@ -81,11 +84,21 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         &["rentacar.fleet.car_registered"],
         events::CatalogHandler,
         db.clone(),
-        js,
+        js.clone(),
     );
     tasks.spawn(|stop| catalog.run(stop));
+    let changes = watch::Changes::default();
+    let saga = events::SagaHandler {
+        db: db.clone(),
+        outbox: outbox.clone(),
+        payments: payments.clone(),
+        changes: changes.clone(),
+        changed: Default::default(),
+    };
+    let saga = Consumer::new("reservation-saga", &events::SAGA_SUBJECTS, saga, db.clone(), js);
+    tasks.spawn(|stop| saga.run(stop));
 
-    let api = grpc::ReservationApi::new(db.clone(), outbox, payments);
+    let api = grpc::ReservationApi::new(db.clone(), outbox, payments, changes, shutdown.clone());
     let result = Server::new(listener, config.service.drain_period)
         .watch_database(db)
         .add_service(ReservationServiceServer::new(api))

@@ -6,7 +6,7 @@ use rentacar_runtime::db;
 use rentacar_types::{FieldViolations, Money, PageRequest, RentalPeriod};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, IntoActiveModel,
-    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    QueryFilter, QueryOrder, QuerySelect,
     sea_query::{Expr, OnConflict},
 };
 
@@ -34,6 +34,7 @@ pub mod reservation {
         pub payment_id: String,
         pub created_at_ms: i64,
         pub updated_at_ms: i64,
+        pub rejection_reason: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -85,6 +86,7 @@ impl TryFrom<reservation::Model> for Reservation {
             },
             status,
             payment_id: row.payment_id,
+            rejection_reason: row.rejection_reason,
         })
     }
 }
@@ -117,7 +119,7 @@ pub async fn upsert_catalog_car(txn: &impl ConnectionTrait, car: catalog_car::Mo
     Ok(())
 }
 
-pub async fn find(db: &DatabaseConnection, reservation_id: &str) -> Result<Option<Reservation>, Error> {
+pub async fn find(db: &impl ConnectionTrait, reservation_id: &str) -> Result<Option<Reservation>, Error> {
     let row = reservation::Entity::find_by_id(reservation_id.to_owned())
         .one(db)
         .await?;
@@ -131,7 +133,7 @@ pub async fn insert_paid(
     outbox: &Outbox,
     reservation: Reservation,
 ) -> Result<Reservation, Error> {
-    let txn = db.begin().await?;
+    let txn = db::begin_write(db).await?;
     let now = now_ms();
     let row = reservation::Model {
         reservation_id: reservation.reservation_id.clone(),
@@ -146,6 +148,7 @@ pub async fn insert_paid(
         payment_id: reservation.payment_id.clone(),
         created_at_ms: now,
         updated_at_ms: now,
+        rejection_reason: None,
     };
     if let Err(err) = reservation::Entity::insert(row.into_active_model())
         .exec_without_returning(&txn)
@@ -179,46 +182,62 @@ pub async fn insert_paid(
     Ok(reservation)
 }
 
-/// Moves a reservation to CANCELED with its `reservation.canceled` event, unless it is no
-/// longer in a state that may be canceled.
-pub async fn mark_canceled(
+/// Moves a reservation to `to` if its current state allows it, storing `event` with the
+/// change. Returns whether it moved: a concurrent change or a replayed event finds it in a
+/// state it cannot leave that way, and nothing happens.
+pub async fn transition(
+    txn: &impl ConnectionTrait,
+    outbox: &Outbox,
+    reservation_id: &str,
+    to: Status,
+    rejection_reason: Option<&str>,
+    event: Payload,
+) -> Result<bool, DbErr> {
+    let from: Vec<&str> = Status::sources_of(to).into_iter().map(Status::as_str).collect();
+    let mut update = reservation::Entity::update_many()
+        .col_expr(reservation::Column::Status, Expr::value(to.as_str()))
+        .col_expr(reservation::Column::UpdatedAtMs, Expr::value(now_ms()));
+    if let Some(reason) = rejection_reason {
+        update = update.col_expr(reservation::Column::RejectionReason, Expr::value(reason));
+    }
+    let updated = update
+        .filter(reservation::Column::ReservationId.eq(reservation_id))
+        .filter(reservation::Column::Status.is_in(from))
+        .exec(txn)
+        .await?;
+    if updated.rows_affected == 0 {
+        return Ok(false);
+    }
+    outbox
+        .store(txn, &Event::new(SERVICE, reservation_id, event))
+        .await?;
+    tracing::info!(reservation_id, status = to.as_str(), "reservation changed");
+    Ok(true)
+}
+
+/// Cancels a reservation with its `reservation.canceled` event and returns it as it now is.
+pub async fn cancel(
     db: &DatabaseConnection,
     outbox: &Outbox,
     reservation: &Reservation,
 ) -> Result<Reservation, Error> {
-    let txn = db.begin().await?;
-    let from: Vec<&str> = [Status::Paid, Status::Confirmed]
-        .into_iter()
-        .filter(|s| s.can_become(Status::Canceled))
-        .map(Status::as_str)
-        .collect();
-    let updated = reservation::Entity::update_many()
-        .col_expr(
-            reservation::Column::Status,
-            Expr::value(Status::Canceled.as_str()),
-        )
-        .col_expr(reservation::Column::UpdatedAtMs, Expr::value(now_ms()))
-        .filter(reservation::Column::ReservationId.eq(reservation.reservation_id.as_str()))
-        .filter(reservation::Column::Status.is_in(from))
-        .exec(&txn)
-        .await?;
-    if updated.rows_affected == 1 {
-        let event = Event::new(
-            SERVICE,
-            &reservation.reservation_id,
-            Payload::ReservationCanceled(ReservationCanceled {
-                reservation_id: reservation.reservation_id.clone(),
-                customer_id: reservation.customer_id.clone(),
-                car_number: reservation.car_number.clone(),
-            }),
-        );
-        outbox.store(&txn, &event).await?;
-        txn.commit().await?;
-        outbox.wake();
-        tracing::info!(reservation_id = %reservation.reservation_id, "reservation canceled");
-    } else {
-        drop(txn);
-    }
+    let txn = db::begin_write(db).await?;
+    let event = Payload::ReservationCanceled(ReservationCanceled {
+        reservation_id: reservation.reservation_id.clone(),
+        customer_id: reservation.customer_id.clone(),
+        car_number: reservation.car_number.clone(),
+    });
+    transition(
+        &txn,
+        outbox,
+        &reservation.reservation_id,
+        Status::Canceled,
+        None,
+        event,
+    )
+    .await?;
+    txn.commit().await?;
+    outbox.wake();
     find(db, &reservation.reservation_id)
         .await?
         .ok_or_else(|| Error::ReservationNotFound(reservation.reservation_id.clone()))

@@ -14,9 +14,12 @@ use futures::TryStreamExt;
 use rentacar::Service;
 use rentacar_events::nats_server::NatsServer;
 use rentacar_proto::{
-    fleet::fleet_service_client::FleetServiceClient, mypage::my_page_service_client::MyPageServiceClient,
+    fleet::fleet_service_client::FleetServiceClient,
+    mypage::my_page_service_client::MyPageServiceClient,
     payment::payment_service_client::PaymentServiceClient,
-    reservation::reservation_service_client::ReservationServiceClient,
+    reservation::{
+        Reservation, WatchReservationRequest, reservation_service_client::ReservationServiceClient,
+    },
 };
 use rentacar_runtime::config::Env;
 use sea_orm::{ConnectionTrait, Database};
@@ -52,6 +55,8 @@ pub struct Platform {
     postgres: Option<PostgresDatabases>,
     addrs: HashMap<Service, SocketAddr>,
     running: HashMap<Service, Running>,
+    /// Extra instances sharing a service's database, as replicas behind a Kubernetes Service.
+    replicas: Vec<Running>,
 }
 
 impl Platform {
@@ -91,6 +96,7 @@ impl Platform {
             postgres,
             addrs: HashMap::new(),
             running: HashMap::new(),
+            replicas: Vec::new(),
         };
         // Payment first: reservation is configured with its address.
         for service in [
@@ -114,9 +120,25 @@ impl Platform {
         let listener = TcpListener::bind(bind)
             .await
             .with_context(|| format!("binding {bind}"))?;
-        let addr = listener.local_addr()?;
-        self.addrs.insert(service, addr);
+        self.addrs.insert(service, listener.local_addr()?);
+        let running = self.spawn(service, listener);
+        self.running.insert(service, running);
+        self.wait_until_serving(self.addr(service)).await;
+        Ok(())
+    }
 
+    /// Starts another instance of `service` on its own port, sharing its database and its
+    /// durable consumers with the first. Stopped by [`Platform::shutdown`].
+    pub async fn start_replica(&mut self, service: Service) -> anyhow::Result<SocketAddr> {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+        let addr = listener.local_addr()?;
+        let running = self.spawn(service, listener);
+        self.replicas.push(running);
+        self.wait_until_serving(addr).await;
+        Ok(addr)
+    }
+
+    fn spawn(&self, service: Service, listener: TcpListener) -> Running {
         let env = Env::from_pairs([
             ("RENTACAR_DATABASE_URL", self.databases[&service].clone()),
             ("RENTACAR_NATS_URL", self.nats.url()),
@@ -130,8 +152,7 @@ impl Platform {
         let stop = CancellationToken::new();
         let token = stop.clone();
         let task = tokio::spawn(async move { service.run(&env, listener, token).await });
-        self.running.insert(service, Running { stop, task });
-        self.wait_until_serving(service).await
+        Running { stop, task }
     }
 
     /// Stops `service` gracefully: drain, flush its outbox, exit.
@@ -205,6 +226,10 @@ impl Platform {
 
     /// Stops every service and removes every database.
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        for replica in self.replicas.drain(..) {
+            replica.stop.cancel();
+            replica.task.await??;
+        }
         for service in [
             Service::Reservation,
             Service::Mypage,
@@ -219,9 +244,12 @@ impl Platform {
         Ok(())
     }
 
-    async fn wait_until_serving(&self, service: Service) -> anyhow::Result<()> {
-        let health = tonic_health::pb::health_client::HealthClient::new(self.channel(service).await);
-        eventually(&format!("{} to be SERVING", service.name()), || {
+    async fn wait_until_serving(&self, addr: SocketAddr) {
+        let channel = Channel::from_shared(format!("http://{addr}"))
+            .expect("valid uri")
+            .connect_lazy();
+        let health = tonic_health::pb::health_client::HealthClient::new(channel);
+        eventually(&format!("{addr} to be SERVING"), || {
             let mut health = health.clone();
             async move {
                 let request = tonic_health::pb::HealthCheckRequest {
@@ -230,6 +258,54 @@ impl Platform {
                 let response = health.check(request).await.ok()?.into_inner();
                 (response.status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32)
                     .then_some(())
+            }
+        })
+        .await;
+    }
+
+    /// Follows `reservation_id` with `WatchReservation` until `done` holds for it.
+    pub async fn watch_until(
+        &self,
+        reservation_id: &str,
+        done: impl Fn(&Reservation) -> bool,
+    ) -> anyhow::Result<Reservation> {
+        let request = WatchReservationRequest {
+            reservation_id: reservation_id.to_owned(),
+        };
+        let mut updates = self
+            .reservation()
+            .await
+            .watch_reservation(request)
+            .await?
+            .into_inner();
+        let wait = async {
+            while let Some(update) = updates.message().await? {
+                let reservation = update.reservation.context("update without a reservation")?;
+                if done(&reservation) {
+                    return Ok(reservation);
+                }
+            }
+            anyhow::bail!("the watch ended before the reservation reached the wanted state")
+        };
+        tokio::time::timeout(EVENTUALLY, wait)
+            .await
+            .with_context(|| format!("reservation {reservation_id} did not reach the wanted state"))?
+    }
+
+    /// Waits until `consumer` has acknowledged every message of its subjects that is in the
+    /// stream now.
+    pub async fn wait_for_consumer(&self, consumer: &str) -> anyhow::Result<()> {
+        let js = self.jetstream().await?;
+        let stream = js.get_stream(rentacar_events::stream::STREAM_NAME).await?;
+        eventually(&format!("consumer {consumer} to catch up"), || {
+            let stream = stream.clone();
+            async move {
+                let mut c = stream
+                    .get_consumer::<jetstream::consumer::pull::Config>(consumer)
+                    .await
+                    .ok()?;
+                let info = c.info().await.ok()?;
+                (info.num_pending == 0 && info.num_ack_pending == 0).then_some(())
             }
         })
         .await;

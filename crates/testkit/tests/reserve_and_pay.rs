@@ -81,6 +81,13 @@ async fn scenario(backend: Backend) -> anyhow::Result<()> {
         .unwrap();
 
     for (reservation, price) in [(&first, 2 * 5000), (&second, 3 * 7000)] {
+        // Reserve answers once paid; the car's dates are booked right after, by events.
+        assert_eq!(reservation.status(), ReservationStatus::Paid);
+        platform
+            .watch_until(&reservation.reservation_id, |r| {
+                r.status() == ReservationStatus::Confirmed
+            })
+            .await?;
         let fetched = reservations
             .get_reservation(GetReservationRequest {
                 reservation_id: reservation.reservation_id.clone(),
@@ -89,7 +96,7 @@ async fn scenario(backend: Backend) -> anyhow::Result<()> {
             .into_inner()
             .reservation
             .unwrap();
-        assert_eq!(fetched.status(), ReservationStatus::Paid);
+        assert_eq!(fetched.status(), ReservationStatus::Confirmed);
         let amount = fetched.price.unwrap();
         assert_eq!(
             (amount.amount_minor, amount.currency_code.as_str()),
@@ -147,7 +154,7 @@ async fn scenario(backend: Backend) -> anyhow::Result<()> {
     assert_eq!(
         statuses,
         [
-            ("2222", ReservationStatus::Paid),
+            ("2222", ReservationStatus::Confirmed),
             ("1111", ReservationStatus::Canceled)
         ]
     );
@@ -182,7 +189,12 @@ async fn retries_are_idempotent(backend: Backend) -> anyhow::Result<()> {
         .into_inner()
         .reservation
         .unwrap();
-    assert_eq!(first, again, "a retried Reserve returns the first reservation");
+    // The retry answers with the same reservation as it is now (maybe CONFIRMED already).
+    assert_eq!(
+        (&first.reservation_id, &first.payment_id, &first.price),
+        (&again.reservation_id, &again.payment_id, &again.price),
+        "a retried Reserve returns the first reservation"
+    );
     assert_eq!(list(&platform, "carol").await.len(), 1);
 
     // Concurrent retries (as a client and the mesh may send) still make one reservation.
@@ -274,7 +286,7 @@ async fn only_the_owner_cancels(backend: Backend) -> anyhow::Result<()> {
         .into_inner()
         .reservation
         .unwrap();
-    assert_eq!(still.status(), ReservationStatus::Paid);
+    assert_ne!(still.status(), ReservationStatus::Canceled);
     platform.shutdown().await
 }
 

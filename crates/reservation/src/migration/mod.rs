@@ -4,6 +4,7 @@ use sea_orm_migration::{MigrationTrait, MigratorTrait};
 
 mod m20261123_000301_create_catalog_cars;
 mod m20261123_000302_create_reservations;
+mod m20261123_000303_add_rejection_reason;
 
 pub struct Migrator;
 
@@ -12,6 +13,7 @@ impl MigratorTrait for Migrator {
         let mut migrations = rentacar_events::migration::migrations();
         migrations.push(Box::new(m20261123_000301_create_catalog_cars::Migration));
         migrations.push(Box::new(m20261123_000302_create_reservations::Migration));
+        migrations.push(Box::new(m20261123_000303_add_rejection_reason::Migration));
         migrations
     }
 }
