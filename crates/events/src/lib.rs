@@ -12,10 +12,12 @@
 //! - [`stream`]: the one JetStream stream, created idempotently at start.
 //! - [`migration`]: the `outbox` and `inbox` tables, added to each service's migrator.
 //! - [`nats_server`]: starts a local `nats-server -js` (for `rentacar up` and tests).
+//! - [`Host`]: a service's database, JetStream, outbox, relay and consumers in one place.
 
 pub mod consumer;
 pub mod dead_letter;
 mod envelope;
+mod host;
 mod inbox;
 pub mod migration;
 pub mod nats_server;
@@ -24,6 +26,7 @@ pub mod stream;
 
 pub use consumer::{Consumer, Delivery, Handler, HandlerError};
 pub use envelope::Event;
+pub use host::Host;
 pub use outbox::{Outbox, Relay};
 pub use rentacar_proto::events::event_envelope::Payload;
 

@@ -21,57 +21,27 @@ mod store;
 
 pub use error::Error;
 
-use async_nats::jetstream;
-use rentacar_events::{Consumer, Outbox};
+use rentacar_events::Host;
 use rentacar_proto::fleet::fleet_service_server::FleetServiceServer;
-use rentacar_runtime::{
-    RunError, Server, ServiceConfig, Tasks,
-    config::{ConfigError, Env},
-    db,
-};
+use rentacar_runtime::{RunError, Server, ServiceConfig};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-/// The name fleet publishes events under and uses for its database file.
+/// The name fleet connects, publishes events and names its database file under.
 pub const SERVICE: &str = "fleet";
 
-/// Settings of a fleet process.
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub service: ServiceConfig,
-}
-
-impl Config {
-    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        Ok(Self {
-            service: ServiceConfig::from_env(env, SERVICE)?,
-        })
-    }
-}
-
 /// Runs fleet on `listener` until `shutdown` fires, then drains.
-pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationToken) -> Result<(), RunError> {
-    let db = db::wait_and_migrate::<migration::Migrator>(&config.service.database_url, &shutdown).await?;
-    let nats = rentacar_events::connect(&config.service.nats_url, SERVICE)
-        .await
-        .map_err(|e| RunError::Setup("NATS client", e.into()))?;
-    let js = jetstream::new(nats);
-
-    let outbox = Outbox::new();
-    let mut tasks = Tasks::new();
-    let relay = outbox.relay(db.clone(), js.clone());
-    tasks.spawn(|stop| relay.run(stop));
+pub async fn run(
+    config: ServiceConfig,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
+    let mut host = Host::start::<migration::Migrator>(SERVICE, &config, &shutdown).await?;
     let bookings = events::Bookings {
-        outbox: outbox.clone(),
+        outbox: host.outbox(),
     };
-    let consumer = Consumer::new("fleet-bookings", &events::SUBJECTS, bookings, db.clone(), js);
-    tasks.spawn(|stop| consumer.run(stop));
-
-    let result = Server::new(listener, config.service.drain_period)
-        .watch_database(db.clone())
-        .add_service(FleetServiceServer::new(grpc::FleetApi::new(db, outbox)))
-        .serve(shutdown)
-        .await;
-    tasks.stop().await;
-    Ok(result?)
+    host.consume("fleet-bookings", &events::SUBJECTS, bookings);
+    let api = grpc::FleetApi::new(host.db(), host.outbox());
+    let server = Server::new(listener, config.drain_period).add_service(FleetServiceServer::new(api));
+    host.serve(server, shutdown).await
 }

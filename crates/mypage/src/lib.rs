@@ -16,56 +16,24 @@ mod store;
 
 pub use error::Error;
 
-use async_nats::jetstream;
-use rentacar_events::Consumer;
+use rentacar_events::Host;
 use rentacar_proto::mypage::my_page_service_server::MyPageServiceServer;
-use rentacar_runtime::{
-    RunError, Server, ServiceConfig, Tasks,
-    config::{ConfigError, Env},
-    db,
-};
+use rentacar_runtime::{RunError, Server, ServiceConfig};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+/// The name mypage connects, publishes events and names its database file under.
 pub const SERVICE: &str = "mypage";
 
-/// Settings of a mypage process.
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub service: ServiceConfig,
-}
-
-impl Config {
-    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        Ok(Self {
-            service: ServiceConfig::from_env(env, SERVICE)?,
-        })
-    }
-}
-
 /// Runs mypage on `listener` until `shutdown` fires, then drains.
-pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationToken) -> Result<(), RunError> {
-    let db = db::wait_and_migrate::<migration::Migrator>(&config.service.database_url, &shutdown).await?;
-    let nats = rentacar_events::connect(&config.service.nats_url, SERVICE)
-        .await
-        .map_err(|e| RunError::Setup("NATS client", e.into()))?;
-    let js = jetstream::new(nats);
-
-    let mut tasks = Tasks::new();
-    let projection = Consumer::new(
-        "mypage-projection",
-        &events::SUBJECTS,
-        events::Projection,
-        db.clone(),
-        js,
-    );
-    tasks.spawn(|stop| projection.run(stop));
-
-    let result = Server::new(listener, config.service.drain_period)
-        .watch_database(db.clone())
-        .add_service(MyPageServiceServer::new(grpc::MyPageApi::new(db)))
-        .serve(shutdown)
-        .await;
-    tasks.stop().await;
-    Ok(result?)
+pub async fn run(
+    config: ServiceConfig,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
+    let mut host = Host::start::<migration::Migrator>(SERVICE, &config, &shutdown).await?;
+    host.consume("mypage-projection", &events::SUBJECTS, events::Projection);
+    let api = grpc::MyPageApi::new(host.db());
+    let server = Server::new(listener, config.drain_period).add_service(MyPageServiceServer::new(api));
+    host.serve(server, shutdown).await
 }

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use anyhow::Context;
 use clap::ValueEnum;
 use rentacar_runtime::{
-    RunError,
+    RunError, ServiceConfig,
     config::{ConfigError, Env},
     db, shutdown,
 };
@@ -55,13 +55,13 @@ impl Service {
                     .await
             }
             Self::Payment => {
-                rentacar_payment::run(rentacar_payment::Config::from_env(env)?, listener, shutdown).await
+                rentacar_payment::run(ServiceConfig::from_env(env, self.name())?, listener, shutdown).await
             }
             Self::Fleet => {
-                rentacar_fleet::run(rentacar_fleet::Config::from_env(env)?, listener, shutdown).await
+                rentacar_fleet::run(ServiceConfig::from_env(env, self.name())?, listener, shutdown).await
             }
             Self::Mypage => {
-                rentacar_mypage::run(rentacar_mypage::Config::from_env(env)?, listener, shutdown).await
+                rentacar_mypage::run(ServiceConfig::from_env(env, self.name())?, listener, shutdown).await
             }
         };
         result.with_context(|| format!("{} stopped with an error", self.name()))
@@ -71,9 +71,9 @@ impl Service {
     pub fn check_config(self, env: &Env) -> Result<(), ConfigError> {
         match self {
             Self::Reservation => rentacar_reservation::Config::from_env(env).map(drop),
-            Self::Payment => rentacar_payment::Config::from_env(env).map(drop),
-            Self::Fleet => rentacar_fleet::Config::from_env(env).map(drop),
-            Self::Mypage => rentacar_mypage::Config::from_env(env).map(drop),
+            Self::Payment => ServiceConfig::from_env(env, self.name()).map(drop),
+            Self::Fleet => ServiceConfig::from_env(env, self.name()).map(drop),
+            Self::Mypage => ServiceConfig::from_env(env, self.name()).map(drop),
         }
     }
 }
@@ -105,7 +105,7 @@ pub async fn serve(service: Service, env: &Env) -> anyhow::Result<()> {
 
 /// `rentacar migrate <service>`: brings the service's database up to date.
 pub async fn migrate(service: Service, env: &Env) -> anyhow::Result<()> {
-    let config = rentacar_runtime::ServiceConfig::from_env(env, service.name())?;
+    let config = ServiceConfig::from_env(env, service.name())?;
     let url = &config.database_url;
     let result = match service {
         Service::Reservation => {

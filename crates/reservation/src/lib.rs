@@ -28,13 +28,11 @@ pub use error::Error;
 
 use std::time::Duration;
 
-use async_nats::jetstream;
-use rentacar_events::{Consumer, Outbox};
+use rentacar_events::Host;
 use rentacar_proto::reservation::reservation_service_server::ReservationServiceServer;
 use rentacar_runtime::{
-    RunError, Server, ServiceConfig, Tasks,
+    RunError, Server, ServiceConfig,
     config::{ConfigError, Env},
-    db,
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -67,43 +65,26 @@ impl Config {
 
 /// Runs reservation on `listener` until `shutdown` fires, then drains.
 pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationToken) -> Result<(), RunError> {
-    let db = db::wait_and_migrate::<migration::Migrator>(&config.service.database_url, &shutdown).await?;
-    let nats = rentacar_events::connect(&config.service.nats_url, SERVICE)
-        .await
-        .map_err(|e| RunError::Setup("NATS client", e.into()))?;
-    let js = jetstream::new(nats);
     let payments = payment::PaymentClient::new(&config.payment_url, config.payment_timeout)
         .map_err(|e| RunError::Setup("payment client", e.into()))?;
-
-    let outbox = Outbox::new();
-    let mut tasks = Tasks::new();
-    let relay = outbox.relay(db.clone(), js.clone());
-    tasks.spawn(|stop| relay.run(stop));
-    let catalog = Consumer::new(
+    let mut host = Host::start::<migration::Migrator>(SERVICE, &config.service, &shutdown).await?;
+    host.consume(
         "reservation-car-catalog",
         &["rentacar.fleet.car_registered"],
         events::CatalogHandler,
-        db.clone(),
-        js.clone(),
     );
-    tasks.spawn(|stop| catalog.run(stop));
     let changes = watch::Changes::default();
     let saga = events::SagaHandler {
-        db: db.clone(),
-        outbox: outbox.clone(),
+        db: host.db(),
+        outbox: host.outbox(),
         payments: payments.clone(),
         changes: changes.clone(),
         changed: Default::default(),
     };
-    let saga = Consumer::new("reservation-saga", &events::SAGA_SUBJECTS, saga, db.clone(), js);
-    tasks.spawn(|stop| saga.run(stop));
+    host.consume("reservation-saga", &events::SAGA_SUBJECTS, saga);
 
-    let api = grpc::ReservationApi::new(db.clone(), outbox, payments, changes, shutdown.clone());
-    let result = Server::new(listener, config.service.drain_period)
-        .watch_database(db)
-        .add_service(ReservationServiceServer::new(api))
-        .serve(shutdown)
-        .await;
-    tasks.stop().await;
-    Ok(result?)
+    let api = grpc::ReservationApi::new(host.db(), host.outbox(), payments, changes, shutdown.clone());
+    let server =
+        Server::new(listener, config.service.drain_period).add_service(ReservationServiceServer::new(api));
+    host.serve(server, shutdown).await
 }

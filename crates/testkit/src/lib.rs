@@ -463,3 +463,22 @@ fn init_logging() {
         .with_test_writer()
         .try_init();
 }
+
+/// Turns each `async fn name(Backend) -> anyhow::Result<()>` into two tests, `name::sqlite`
+/// and `name::postgres`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() -> anyhow::Result<()> {
+                super::$name($crate::Backend::Sqlite).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() -> anyhow::Result<()> {
+                super::$name($crate::Backend::Postgres).await
+            }
+        }
+    )*};
+}

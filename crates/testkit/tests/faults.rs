@@ -173,25 +173,7 @@ async fn mypage_catches_up(backend: Backend) -> anyhow::Result<()> {
     platform.shutdown().await
 }
 
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            use super::*;
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() -> anyhow::Result<()> {
-                super::$name(Backend::Sqlite).await
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() -> anyhow::Result<()> {
-                super::$name(Backend::Postgres).await
-            }
-        }
-    )*};
-}
-
-on_both_backends!(
+rentacar_testkit::on_both_backends!(
     payment_down,
     fleet_down,
     outbox_survives_nats_outage,

@@ -290,22 +290,4 @@ async fn only_the_owner_cancels(backend: Backend) -> anyhow::Result<()> {
     platform.shutdown().await
 }
 
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            use super::*;
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() -> anyhow::Result<()> {
-                super::$name(Backend::Sqlite).await
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() -> anyhow::Result<()> {
-                super::$name(Backend::Postgres).await
-            }
-        }
-    )*};
-}
-
-on_both_backends!(scenario, retries_are_idempotent, only_the_owner_cancels);
+rentacar_testkit::on_both_backends!(scenario, retries_are_idempotent, only_the_owner_cancels);

@@ -308,25 +308,7 @@ async fn a_crash_between_commit_and_publish_loses_nothing(backend: Backend) -> a
     platform.shutdown().await
 }
 
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            use super::*;
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() -> anyhow::Result<()> {
-                super::$name(Backend::Sqlite).await
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() -> anyhow::Result<()> {
-                super::$name(Backend::Postgres).await
-            }
-        }
-    )*};
-}
-
-on_both_backends!(
+rentacar_testkit::on_both_backends!(
     end_to_end,
     fleet_away_then_back,
     fifty_race_for_one_car,
