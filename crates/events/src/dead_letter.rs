@@ -131,8 +131,11 @@ pub async fn list(
 /// already applied an event skip it by its id, so only the one that failed applies it.
 /// Returns how many were replayed.
 pub async fn replay(js: &jetstream::Context, consumer: Option<&str>) -> Result<usize, async_nats::Error> {
-    let stream = ensure(js).await?;
     let letters = list(js, consumer).await?;
+    if letters.is_empty() {
+        return Ok(0);
+    }
+    let stream = js.get_stream(STREAM_NAME).await?;
     for letter in &letters {
         let mut headers = HeaderMap::new();
         for (name, values) in letter.headers.iter() {
