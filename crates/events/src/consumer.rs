@@ -3,7 +3,8 @@
 //! A handler gets the decoded event and an open database transaction that already holds the
 //! inbox row for it; its state change commits together with that row. A redelivered event
 //! finds the row and is acked without a second effect. A failing handler's event is nak'ed
-//! with a growing delay and redelivered; after [`DEAD_LETTER_AFTER`] failures it moves to
+//! with a growing delay and redelivered; after [`DEAD_LETTER_AFTER`] failures (about six
+//! minutes: long enough to ride out a restart of a database or a service) it moves to
 //! the dead-letter stream (see [`crate::dead_letter`]).
 
 use std::{future::Future, time::Duration};
@@ -76,6 +77,8 @@ pub struct Consumer<H> {
     handler: H,
     db: DatabaseConnection,
     js: jetstream::Context,
+    /// Failed deliveries before an event is dead-lettered.
+    dead_letter_after: i64,
 }
 
 impl<H: Handler> Consumer<H> {
@@ -92,7 +95,14 @@ impl<H: Handler> Consumer<H> {
             handler,
             db,
             js,
+            dead_letter_after: DEAD_LETTER_AFTER,
         }
+    }
+
+    /// Dead-letters an event after `deliveries` failed deliveries instead of the default.
+    pub fn dead_letter_after(mut self, deliveries: i64) -> Self {
+        self.dead_letter_after = deliveries.max(1);
+        self
     }
 
     /// Consumes until `shutdown` fires. NATS being away is waited out, never fatal.
@@ -137,22 +147,24 @@ impl<H: Handler> Consumer<H> {
 
     async fn subscribe(&self) -> Result<pull::Stream, async_nats::Error> {
         let stream = stream::ensure(&self.js).await?;
-        let consumer: PullConsumer = stream
-            .get_or_create_consumer(
-                &self.name,
-                pull::Config {
-                    durable_name: Some(self.name.clone()),
-                    filter_subjects: self.subjects.clone(),
-                    ack_policy: AckPolicy::Explicit,
-                    deliver_policy: DeliverPolicy::All,
-                    ack_wait: ACK_WAIT,
-                    // Unlimited: the loop dead-letters an event itself, so that a failure
-                    // to store the dead letter leads to a redelivery, never to a loss.
-                    max_deliver: -1,
-                    ..Default::default()
-                },
-            )
-            .await?;
+        let config = pull::Config {
+            durable_name: Some(self.name.clone()),
+            filter_subjects: self.subjects.clone(),
+            ack_policy: AckPolicy::Explicit,
+            deliver_policy: DeliverPolicy::All,
+            ack_wait: ACK_WAIT,
+            // Unlimited: the loop dead-letters an event itself, so that a failure to store
+            // the dead letter leads to a redelivery, never to a loss.
+            max_deliver: -1,
+            ..Default::default()
+        };
+        let mut consumer: PullConsumer = stream.get_or_create_consumer(&self.name, config.clone()).await?;
+        // A new version may follow more subjects; an existing durable keeps its old ones
+        // unless told.
+        if consumer.cached_info().config.filter_subjects != self.subjects {
+            tracing::info!(consumer = %self.name, subjects = ?self.subjects, "updating the consumer's subjects");
+            consumer = stream.update_consumer(config).await?;
+        }
         Ok(consumer.messages().await?)
     }
 
@@ -181,14 +193,12 @@ impl<H: Handler> Consumer<H> {
             Ok(()) => ack(&message, AckKind::Ack).await,
             Err(err) => {
                 let error = error_chain(&err);
-                if delivery.delivered >= DEAD_LETTER_AFTER {
+                if delivery.delivered >= self.dead_letter_after {
                     self.dead_letter(&message, &delivery, &error).await;
                     return;
                 }
                 tracing::warn!(consumer = %self.name, event_id = %event.event_id, event_type = %event.event_type, delivered = delivery.delivered, error = %error, "event failed; it will be redelivered");
-                // 0.25 s, 0.5 s, 1 s, ... up to 5 s: a few seconds for a passing fault to clear.
-                let delay = Duration::from_millis(250 << (delivery.delivered.clamp(1, 6) - 1))
-                    .min(Duration::from_secs(5));
+                let delay = retry_delay(delivery.delivered);
                 ack(&message, AckKind::Nak(Some(delay))).await;
             }
         }
@@ -228,6 +238,13 @@ async fn ack(message: &jetstream::Message, kind: AckKind) {
     if let Err(err) = message.ack_with(kind).await {
         tracing::warn!(error = %err, "ack not sent");
     }
+}
+
+/// 0.25 s, 0.5 s, 1 s, ... doubling up to 30 s: quick for a passing fault, patient with a
+/// longer outage.
+fn retry_delay(delivered: i64) -> Duration {
+    let doublings = delivered.clamp(1, 8) as u32 - 1;
+    Duration::from_millis(250 * 2u64.pow(doublings)).min(Duration::from_secs(30))
 }
 
 /// An error and its causes on one line, for logs and dead-letter headers.

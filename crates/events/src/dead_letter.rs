@@ -15,8 +15,9 @@ pub const STREAM_NAME: &str = "RENTACAR_DEAD_LETTERS";
 /// Dead letters of consumer `c` are published on `deadletter.c`.
 pub const SUBJECT_PREFIX: &str = "deadletter.";
 
-/// Deliveries that fail before an event is dead-lettered.
-pub const DEAD_LETTER_AFTER: i64 = 5;
+/// Deliveries that fail before an event is dead-lettered, unless a consumer says otherwise.
+/// With the retry delays growing to 30 s, that is about six minutes of trying.
+pub const DEAD_LETTER_AFTER: i64 = 20;
 
 pub const HEADER_ORIGINAL_SUBJECT: &str = "Rentacar-Original-Subject";
 pub const HEADER_CONSUMER: &str = "Rentacar-Consumer";

@@ -56,6 +56,15 @@ impl Host {
         self.tasks.spawn(|stop| consumer.run(stop));
     }
 
+    /// Runs another background task of the service until it stops.
+    pub fn spawn<F, Fut>(&mut self, task: F)
+    where
+        F: FnOnce(CancellationToken) -> Fut,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.tasks.spawn(task);
+    }
+
     /// Serves `server` (readiness following the database) until `shutdown` fires and it has
     /// drained, then stops the consumers and lets the relay flush.
     pub async fn serve(self, server: Server, shutdown: CancellationToken) -> Result<(), RunError> {

@@ -11,9 +11,7 @@ use std::{
 use async_nats::{HeaderMap, jetstream};
 use futures::TryStreamExt;
 use rentacar_events::{
-    Consumer, Delivery, Event, Handler, HandlerError, Outbox, Payload,
-    dead_letter::{self, DEAD_LETTER_AFTER},
-    nats_server::NatsServer,
+    Consumer, Delivery, Event, Handler, HandlerError, Outbox, Payload, dead_letter, nats_server::NatsServer,
     stream,
 };
 use rentacar_proto::events::{CarRegistered, EventEnvelope};
@@ -225,7 +223,8 @@ async fn a_poison_event_is_dead_lettered_and_replayed_after_the_fix() -> anyhow:
         handler.clone(),
         f.db.clone(),
         f.js.clone(),
-    );
+    )
+    .dead_letter_after(3);
     let task = tokio::spawn(consumer.run(stop.clone()));
 
     let mut letters = Vec::new();
@@ -253,7 +252,7 @@ async fn a_poison_event_is_dead_lettered_and_replayed_after_the_fix() -> anyhow:
     wait_until_drained(&f.js, "test-poison").await?;
     assert_eq!(
         handler.calls.load(Ordering::SeqCst),
-        DEAD_LETTER_AFTER as usize,
+        3,
         "no redelivery after the dead letter"
     );
     assert_eq!(handler.applied.load(Ordering::SeqCst), 0);

@@ -138,10 +138,15 @@ async fn hold_days(txn: &DatabaseTransaction, paid: &PaymentApproved) -> Result<
                 .filter(booked_day::Column::Day.lt(period.return_date().to_string()))
                 .one(txn)
                 .await?;
-            let by = holder
-                .map(|d| format!(" by reservation {} on {}", d.reservation_id, d.day))
-                .unwrap_or_default();
-            Ok(Some(format!("car {} is already booked{by}", paid.car_number)))
+            // The other reservation is logged, not told: the reason reaches this customer.
+            if let Some(day) = &holder {
+                tracing::info!(reservation_id = %paid.reservation_id, held_by = %day.reservation_id, day = %day.day, "day already held");
+            }
+            let first_taken = holder.map(|d| format!(" on {}", d.day)).unwrap_or_default();
+            Ok(Some(format!(
+                "car {} is already booked{first_taken}",
+                paid.car_number
+            )))
         }
         Err(err) => Err(err),
     }

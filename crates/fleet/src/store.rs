@@ -46,6 +46,14 @@ impl From<car::Model> for Car {
 /// Registers `car` and stores its `car_registered` event in the same transaction. The same
 /// registration repeated (a client or mesh retry) returns the car without a second event.
 pub async fn register(db: &DatabaseConnection, outbox: &Outbox, car: Car) -> Result<Car, Error> {
+    match register_once(db, outbox, car.clone()).await {
+        // A concurrent identical call inserted first: this one now finds its car.
+        Err(Error::Database(err)) if db::is_unique_violation(&err) => register_once(db, outbox, car).await,
+        outcome => outcome,
+    }
+}
+
+async fn register_once(db: &DatabaseConnection, outbox: &Outbox, car: Car) -> Result<Car, Error> {
     let txn = db::begin_write(db).await?;
     if let Some(existing) = car::Entity::find_by_id(car.car_number.clone()).one(&txn).await? {
         let existing = Car::from(existing);

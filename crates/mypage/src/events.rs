@@ -1,13 +1,13 @@
 //! The projection: every event that changes what a customer sees, applied to the views.
 //!
-//! A row only moves forward: an event older than the row's `last_event_sequence` (a replay
-//! after a consumer reset) leaves it as it is.
+//! A row only moves forward along the reservation's states, so a replayed or late event
+//! leaves it as it is.
 
 use rentacar_events::{Delivery, Handler, HandlerError, Payload};
 use rentacar_proto::events::EventEnvelope;
 use sea_orm::DatabaseTransaction;
 
-use crate::store;
+use crate::store::{self, StatusChange};
 
 /// The subjects mypage follows.
 pub const SUBJECTS: [&str; 5] = [
@@ -19,6 +19,20 @@ pub const SUBJECTS: [&str; 5] = [
 ];
 
 pub struct Projection;
+
+fn change<'a>(
+    reservation_id: &'a str,
+    customer_id: &'a str,
+    car_number: &'a str,
+    status: &'static str,
+) -> StatusChange<'a> {
+    StatusChange {
+        reservation_id,
+        customer_id,
+        car_number,
+        status,
+    }
+}
 
 impl Handler for Projection {
     async fn handle(
@@ -32,13 +46,24 @@ impl Handler for Projection {
             Some(Payload::CarRegistered(car)) => store::upsert_car(txn, car, seq).await?,
             Some(Payload::ReservationPaid(paid)) => store::insert_reservation(txn, paid, seq).await?,
             Some(Payload::ReservationConfirmed(e)) => {
-                store::set_status(txn, &e.reservation_id, "CONFIRMED", seq).await?
+                store::set_status(
+                    txn,
+                    change(&e.reservation_id, &e.customer_id, "", "CONFIRMED"),
+                    seq,
+                )
+                .await?
             }
             Some(Payload::ReservationRejected(e)) => {
-                store::set_status(txn, &e.reservation_id, "REJECTED", seq).await?
+                store::set_status(
+                    txn,
+                    change(&e.reservation_id, &e.customer_id, "", "REJECTED"),
+                    seq,
+                )
+                .await?
             }
             Some(Payload::ReservationCanceled(e)) => {
-                store::set_status(txn, &e.reservation_id, "CANCELED", seq).await?
+                let canceled = change(&e.reservation_id, &e.customer_id, &e.car_number, "CANCELED");
+                store::set_status(txn, canceled, seq).await?
             }
             _ => {}
         }

@@ -82,6 +82,8 @@ pub async fn upsert_car(txn: &impl ConnectionTrait, car: &CarRegistered, seq: i6
     Ok(())
 }
 
+/// Records a paid reservation. A status event that overtook it (after a redelivery) left
+/// a row with its status already; that status is kept and only the details are filled in.
 pub async fn insert_reservation(
     txn: &impl ConnectionTrait,
     paid: &ReservationPaid,
@@ -100,26 +102,72 @@ pub async fn insert_reservation(
         paid_sequence: seq,
         last_event_sequence: seq,
     };
+    use my_reservation::Column;
     my_reservation::Entity::insert(row.into_active_model())
-        .on_conflict_do_nothing_on([my_reservation::Column::ReservationId])
+        .on_conflict(
+            OnConflict::column(Column::ReservationId)
+                .update_columns([
+                    Column::CustomerId,
+                    Column::CarNumber,
+                    Column::PickupDate,
+                    Column::ReturnDate,
+                    Column::PriceMinor,
+                    Column::CurrencyCode,
+                    Column::PaidSequence,
+                ])
+                .to_owned(),
+        )
         .exec_without_returning(txn)
         .await?;
     Ok(())
 }
 
-/// Moves a reservation's status forward; older events leave it unchanged.
-pub async fn set_status(
-    txn: &impl ConnectionTrait,
-    reservation_id: &str,
-    status: &str,
-    seq: i64,
-) -> Result<(), DbErr> {
-    my_reservation::Entity::update_many()
-        .col_expr(my_reservation::Column::Status, Expr::value(status))
+/// A reservation's move to `status`, as an event tells it.
+pub struct StatusChange<'a> {
+    pub reservation_id: &'a str,
+    pub customer_id: &'a str,
+    pub car_number: &'a str,
+    pub status: &'static str,
+}
+
+/// The states a reservation may reach `status` from: the reservation's own state machine,
+/// so a replayed or late event never moves a row backwards.
+fn sources_of(status: &str) -> &'static [&'static str] {
+    match status {
+        "CONFIRMED" | "REJECTED" => &["PAID"],
+        "CANCELED" => &["PAID", "CONFIRMED"],
+        _ => &[],
+    }
+}
+
+/// Moves a reservation's status forward. If its paid event has not been applied yet, a row
+/// holding just the status is made, and the paid event fills it in.
+pub async fn set_status(txn: &impl ConnectionTrait, change: StatusChange<'_>, seq: i64) -> Result<(), DbErr> {
+    let moved = my_reservation::Entity::update_many()
+        .col_expr(my_reservation::Column::Status, Expr::value(change.status))
         .col_expr(my_reservation::Column::LastEventSequence, Expr::value(seq))
-        .filter(my_reservation::Column::ReservationId.eq(reservation_id))
-        .filter(my_reservation::Column::LastEventSequence.lt(seq))
+        .filter(my_reservation::Column::ReservationId.eq(change.reservation_id))
+        .filter(my_reservation::Column::Status.is_in(sources_of(change.status).iter().copied()))
         .exec(txn)
+        .await?;
+    if moved.rows_affected > 0 {
+        return Ok(());
+    }
+    let placeholder = my_reservation::Model {
+        reservation_id: change.reservation_id.to_owned(),
+        customer_id: change.customer_id.to_owned(),
+        car_number: change.car_number.to_owned(),
+        pickup_date: String::new(),
+        return_date: String::new(),
+        price_minor: 0,
+        currency_code: String::new(),
+        status: change.status.to_owned(),
+        paid_sequence: seq,
+        last_event_sequence: seq,
+    };
+    my_reservation::Entity::insert(placeholder.into_active_model())
+        .on_conflict_do_nothing_on([my_reservation::Column::ReservationId])
+        .exec_without_returning(txn)
         .await?;
     Ok(())
 }

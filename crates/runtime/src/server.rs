@@ -16,6 +16,11 @@ use tonic_health::{ServingStatus, server::HealthReporter};
 
 /// How often readiness re-checks the database.
 const DATABASE_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+/// How long one check may wait for the database.
+const DATABASE_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+/// Checks missed in a row before the service reports NOT_SERVING. One slow answer under
+/// load (SQLite has a single connection) is not an outage.
+const MISSES_BEFORE_NOT_SERVING: u32 = 3;
 
 /// Calls admitted at once per connection before new ones are shed with UNAVAILABLE.
 const CONCURRENCY_PER_CONNECTION: usize = 256;
@@ -130,20 +135,28 @@ async fn watch(
     stop_accepting: CancellationToken,
 ) {
     let mut ticks = tokio::time::interval(DATABASE_CHECK_INTERVAL);
-    let mut serving = true;
+    let mut missed = 0;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
-            _ = ticks.tick() => {
-                let Some(db) = &database else { continue };
-                let healthy = db.ping().await.is_ok();
-                if healthy != serving {
-                    serving = healthy;
-                    let status = if healthy { ServingStatus::Serving } else { ServingStatus::NotServing };
-                    tracing::warn!(database_answers = healthy, "readiness changed");
-                    set_status(&health, &names, status).await;
-                }
-            }
+            _ = ticks.tick() => {}
+        }
+        let Some(db) = &database else { continue };
+        let answered = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            ping = tokio::time::timeout(DATABASE_CHECK_TIMEOUT, db.ping()) => matches!(ping, Ok(Ok(()))),
+        };
+        let was_serving = missed < MISSES_BEFORE_NOT_SERVING;
+        missed = if answered { 0 } else { missed + 1 };
+        let serving = missed < MISSES_BEFORE_NOT_SERVING;
+        if serving != was_serving {
+            let status = if serving {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            };
+            tracing::warn!(database_answers = serving, "readiness changed");
+            set_status(&health, &names, status).await;
         }
     }
     set_status(&health, &names, ServingStatus::NotServing).await;

@@ -64,17 +64,19 @@ pub fn internal() -> Status {
     Status::internal("internal error; it has been logged")
 }
 
-/// A database failure. Lost connections are UNAVAILABLE (the call can be retried);
+/// A database failure. One that may pass by itself (a lost connection, a busy SQLite file,
+/// a PostgreSQL serialization failure or deadlock) is UNAVAILABLE, so the caller retries;
 /// anything else is INTERNAL. The cause is logged here, not sent.
 pub fn database(err: &sea_orm::DbErr) -> Status {
-    use sea_orm::DbErr;
-    tracing::error!(error = %err, "database call failed");
-    match err {
-        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => unavailable(
+    if crate::db::is_transient(err) {
+        tracing::warn!(error = %err, "database call failed; the caller may retry");
+        unavailable(
             "DATABASE_UNAVAILABLE",
             "the database is not answering; try again",
             Duration::from_secs(1),
-        ),
-        _ => internal(),
+        )
+    } else {
+        tracing::error!(error = %err, "database call failed");
+        internal()
     }
 }
