@@ -7,6 +7,7 @@ use prost::Message;
 
 const FILES: &[&str] = &[
     "rentacar/common/v1/money.proto",
+    "rentacar/common/v1/refund.proto",
     "rentacar/events/v1/events.proto",
     "rentacar/fleet/v1/fleet.proto",
     "rentacar/mypage/v1/mypage.proto",

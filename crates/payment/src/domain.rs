@@ -95,8 +95,8 @@ pub struct Payment {
 
 impl Payment {
     /// Whether `charge` is a repeat of the call that created this payment. A different
-    /// amount or customer under the same reservation id is a client bug, not a retry.
+    /// amount, customer or rental under the same reservation id is a client bug, not a retry.
     pub fn is_same_charge(&self, charge: &Charge) -> bool {
-        self.customer_id == charge.customer_id && self.amount == charge.amount
+        self.customer_id == charge.customer_id && self.amount == charge.amount && self.rental == charge.rental
     }
 }

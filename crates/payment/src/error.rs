@@ -17,6 +17,8 @@ pub enum Error {
     Declined { reservation_id: String, reason: String },
     #[error("reservation {0} was already charged with a different amount or customer")]
     DifferentCharge(String),
+    #[error("payment for reservation {0} was refunded; a new charge needs a new reservation")]
+    AlreadyRefunded(String),
     #[error("payment for reservation {0} was declined, so there is nothing to refund")]
     NothingToRefund(String),
     #[error("database error")]
@@ -36,6 +38,9 @@ impl From<Error> for Status {
             Error::NotFound(id) => status::not_found("payment", id),
             Error::Declined { .. } => {
                 status::with_reason(Code::FailedPrecondition, REASON_DECLINED, err.to_string())
+            }
+            Error::AlreadyRefunded(_) => {
+                status::with_reason(Code::FailedPrecondition, "PAYMENT_REFUNDED", err.to_string())
             }
             Error::DifferentCharge(id) => status::already_exists("payment", id, err.to_string()),
             Error::NothingToRefund(_) => {

@@ -1,7 +1,10 @@
 //! `rentacar.payment.v1.PaymentService`.
 
 use rentacar_events::Outbox;
-use rentacar_proto::payment::{self as pb, payment_service_server::PaymentService};
+use rentacar_proto::{
+    common::RefundCause,
+    payment::{self as pb, payment_service_server::PaymentService},
+};
 use rentacar_types::{FieldViolations, Money};
 use sea_orm::DatabaseConnection;
 use tonic::{Request, Response, Status};
@@ -52,7 +55,15 @@ impl PaymentService for PaymentApi {
     ) -> Result<Response<pb::CancelPaymentResponse>, Status> {
         let request = request.into_inner();
         let reservation_id = required_reservation_id(&request.reservation_id)?;
-        let payment = store::refund(&self.db, &self.outbox, &reservation_id, request.reason.trim()).await?;
+        let cause = RefundCause::try_from(request.cause).unwrap_or_default();
+        let payment = store::refund(
+            &self.db,
+            &self.outbox,
+            &reservation_id,
+            request.reason.trim(),
+            cause,
+        )
+        .await?;
         Ok(Response::new(pb::CancelPaymentResponse {
             payment: Some(payment.into()),
         }))

@@ -1,7 +1,10 @@
 //! The `payments` table: one row per reservation, changed together with its outbox events.
 
 use rentacar_events::{Event, Outbox, Payload};
-use rentacar_proto::events::{PaymentApproved, PaymentCanceled};
+use rentacar_proto::{
+    common::RefundCause,
+    events::{PaymentApproved, PaymentCanceled},
+};
 use rentacar_runtime::db;
 use rentacar_types::Money;
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, DatabaseConnection, EntityTrait, IntoActiveModel};
@@ -135,6 +138,8 @@ async fn pay_once(db: &DatabaseConnection, outbox: &Outbox, charge: Charge) -> R
             reservation_id: payment.reservation_id,
             reason: reason.clone().unwrap_or_default(),
         }),
+        // Charging again what was refunded would be a new charge, not a retry.
+        (PaymentStatus::Refunded, _) => Err(Error::AlreadyRefunded(payment.reservation_id)),
         _ => Ok(payment),
     }
 }
@@ -145,6 +150,7 @@ pub async fn refund(
     outbox: &Outbox,
     reservation_id: &str,
     reason: &str,
+    cause: RefundCause,
 ) -> Result<Payment, Error> {
     let txn = db::begin_write(db).await?;
     let row = payment::Entity::find_by_id(reservation_id.to_owned())
@@ -172,6 +178,7 @@ pub async fn refund(
             reservation_id: payment.reservation_id.clone(),
             amount: Some(payment.amount.clone().into()),
             reason: reason.to_owned(),
+            cause: cause.into(),
         }),
     );
     outbox.store(&txn, &event).await?;

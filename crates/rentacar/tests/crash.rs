@@ -127,12 +127,12 @@ async fn sigkill_after_commit_before_publish_loses_nothing() {
         let mut client = reservations.clone();
         async move {
             let probe = ReserveRequest {
+                request_id: "probe".into(),
                 customer_id: "probe".into(),
                 car_number: "1111".into(),
                 pickup_date: "2030-01-01".into(),
                 return_date: "2030-01-02".into(),
                 payment_method: "tok_probe_only".into(),
-                ..Default::default()
             };
             match client.reserve(probe).await {
                 Err(status) if status.code() == tonic::Code::InvalidArgument => Ok(()),

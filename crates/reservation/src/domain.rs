@@ -3,8 +3,13 @@
 use rentacar_types::{FieldViolations, Money, RentalPeriod};
 
 /// A reservation's lifecycle: `PAID` → `CONFIRMED` | `REJECTED`; `PAID`/`CONFIRMED` → `CANCELED`.
+///
+/// Before that, `PENDING_PAYMENT` marks a reservation whose payment call is under way or
+/// ended without a clear answer. It is internal: reads never show it, and it becomes PAID
+/// or disappears (see `checkout`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
+    PendingPayment,
     Paid,
     Confirmed,
     Rejected,
@@ -12,8 +17,17 @@ pub enum Status {
 }
 
 impl Status {
+    const ALL: [Status; 5] = [
+        Self::PendingPayment,
+        Self::Paid,
+        Self::Confirmed,
+        Self::Rejected,
+        Self::Canceled,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::PendingPayment => "PENDING_PAYMENT",
             Self::Paid => "PAID",
             Self::Confirmed => "CONFIRMED",
             Self::Rejected => "REJECTED",
@@ -22,9 +36,7 @@ impl Status {
     }
 
     pub fn parse(value: &str) -> Option<Self> {
-        [Self::Paid, Self::Confirmed, Self::Rejected, Self::Canceled]
-            .into_iter()
-            .find(|s| s.as_str() == value)
+        Self::ALL.into_iter().find(|s| s.as_str() == value)
     }
 
     /// Whether no further change can happen.
@@ -34,17 +46,15 @@ impl Status {
 
     /// The states from which a reservation may move to `next`.
     pub fn sources_of(next: Status) -> Vec<Status> {
-        [Self::Paid, Self::Confirmed, Self::Rejected, Self::Canceled]
-            .into_iter()
-            .filter(|s| s.can_become(next))
-            .collect()
+        Self::ALL.into_iter().filter(|s| s.can_become(next)).collect()
     }
 
     /// Whether a reservation in this state may move to `next`.
     pub fn can_become(self, next: Status) -> bool {
         matches!(
             (self, next),
-            (Self::Paid, Self::Confirmed | Self::Rejected | Self::Canceled)
+            (Self::PendingPayment, Self::Paid)
+                | (Self::Paid, Self::Confirmed | Self::Rejected | Self::Canceled)
                 | (Self::Confirmed, Self::Canceled)
         )
     }
@@ -68,7 +78,7 @@ pub struct Reservation {
 /// A validated `Reserve` request.
 #[derive(Debug, Clone)]
 pub struct ReserveCommand {
-    pub request_id: Option<String>,
+    pub request_id: String,
     pub customer_id: String,
     pub car_number: String,
     pub period: RentalPeriod,
@@ -76,16 +86,11 @@ pub struct ReserveCommand {
 }
 
 impl ReserveCommand {
-    /// The reservation id: derived from customer and request id when the client gave one,
-    /// so every retry of a call reaches payment under the same key and is charged once.
+    /// The reservation id, derived from customer and request id, so every retry of a call
+    /// reaches payment under the same key and is charged once.
     pub fn reservation_id(&self) -> String {
-        match &self.request_id {
-            Some(request_id) => {
-                let key = format!("{}\u{0}{}", self.customer_id, request_id);
-                uuid::Uuid::new_v5(&RESERVATION_NAMESPACE, key.as_bytes()).to_string()
-            }
-            None => uuid::Uuid::new_v4().to_string(),
-        }
+        let key = format!("{}\u{0}{}", self.customer_id, self.request_id);
+        uuid::Uuid::new_v5(&RESERVATION_NAMESPACE, key.as_bytes()).to_string()
     }
 
     /// Whether `existing` was made by this same request (a retry), rather than by another
@@ -126,13 +131,15 @@ mod tests {
         assert!(!Status::Confirmed.can_become(Status::Paid));
         assert!(!Status::Rejected.can_become(Status::Canceled));
         assert!(!Status::Canceled.can_become(Status::Confirmed));
+        assert!(Status::PendingPayment.can_become(Status::Paid));
+        assert!(!Status::PendingPayment.can_become(Status::Confirmed));
     }
 
     #[test]
     fn a_request_id_always_gives_the_same_reservation_id() {
         let period = RentalPeriod::parse("2026-12-01", "2026-12-03", &mut FieldViolations::new()).unwrap();
         let command = |customer: &str| ReserveCommand {
-            request_id: Some("r-1".into()),
+            request_id: "r-1".into(),
             customer_id: customer.into(),
             car_number: "1111".into(),
             period,

@@ -18,16 +18,22 @@ pub enum Error {
     RequestIdReused(String),
     #[error("payment declined: {0}")]
     PaymentDeclined(String),
-    #[error("payment service unavailable: {0}")]
-    PaymentUnavailable(String),
-    #[error("payment service failed: {0}")]
-    PaymentFailed(String),
+    #[error("the payment service is not answering; try again")]
+    PaymentUnavailable(#[source] tonic::Status),
+    #[error("the payment service failed")]
+    PaymentFailed(#[source] tonic::Status),
+    #[error("this reservation was already charged differently; use a new request id")]
+    ChargedDifferently,
+    #[error("the payment of this reservation was declined, so there is nothing to refund")]
+    NothingToRefund,
     #[error("reservation {id} is {status} and cannot be {action}")]
     IllegalTransition {
         id: String,
         status: &'static str,
         action: &'static str,
     },
+    #[error("the reservation was interrupted: {0}")]
+    Interrupted(String),
     #[error("the price overflows")]
     PriceOverflow,
     #[error("database error")]
@@ -50,13 +56,17 @@ impl From<Error> for Status {
             Error::PaymentDeclined(_) => {
                 status::with_reason(Code::FailedPrecondition, "PAYMENT_DECLINED", err.to_string())
             }
-            Error::PaymentUnavailable(_) => {
-                tracing::warn!(error = %err, "payment unavailable");
+            Error::PaymentUnavailable(cause) => {
+                tracing::warn!(code = ?cause.code(), message = cause.message(), "payment unavailable");
                 status::unavailable("PAYMENT_UNAVAILABLE", err.to_string(), Duration::from_secs(1))
             }
-            Error::PaymentFailed(_) => {
-                tracing::error!(error = %err, "payment failed");
+            Error::PaymentFailed(cause) => {
+                tracing::error!(code = ?cause.code(), message = cause.message(), "payment failed");
                 status::internal()
+            }
+            Error::ChargedDifferently => status::already_exists("request", "request_id", err.to_string()),
+            Error::NothingToRefund => {
+                status::with_reason(Code::FailedPrecondition, "NOT_REFUNDABLE", err.to_string())
             }
             Error::IllegalTransition { .. } => {
                 status::with_reason(Code::FailedPrecondition, "ILLEGAL_TRANSITION", err.to_string())
@@ -65,6 +75,10 @@ impl From<Error> for Status {
                 let mut violations = FieldViolations::new();
                 violations.add("return_date", "makes the price too large");
                 status::invalid_argument(&violations)
+            }
+            Error::Interrupted(_) => {
+                tracing::error!(error = %err, "reserve interrupted");
+                status::internal()
             }
             Error::Database(db) => status::database(db),
         }

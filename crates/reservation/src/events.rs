@@ -2,7 +2,10 @@
 //! fleet's booking decisions (the saga).
 
 use rentacar_events::{Delivery, Handler, HandlerError, Outbox, Payload};
-use rentacar_proto::events::{EventEnvelope, ReservationConfirmed, ReservationRejected};
+use rentacar_proto::{
+    common::RefundCause,
+    events::{EventEnvelope, ReservationCanceled, ReservationConfirmed, ReservationRejected},
+};
 use sea_orm::{DatabaseConnection, DatabaseTransaction};
 
 use crate::{
@@ -54,8 +57,13 @@ pub struct SagaHandler {
     pub changed: std::sync::Mutex<Vec<String>>,
 }
 
-/// The subjects of the saga consumer.
-pub const SAGA_SUBJECTS: [&str; 2] = ["rentacar.fleet.car_booked", "rentacar.fleet.booking_rejected"];
+/// The subjects of the saga consumer. Refunds are followed too: whichever of a refund and
+/// the decision behind it arrives first, the reservation ends in the same state.
+pub const SAGA_SUBJECTS: [&str; 3] = [
+    "rentacar.fleet.car_booked",
+    "rentacar.fleet.booking_rejected",
+    "rentacar.payment.canceled",
+];
 
 impl Handler for SagaHandler {
     /// A rejected booking is refunded before the reservation says REJECTED, so that a
@@ -71,7 +79,7 @@ impl Handler for SagaHandler {
         if reservation.status == Status::Paid {
             let reason = format!("booking rejected: {}", rejected.reason);
             self.payments
-                .refund(&reservation.reservation_id, &reason)
+                .refund(&reservation.reservation_id, &reason, RefundCause::BookingRejected)
                 .await
                 .map_err(|e| HandlerError::Failed(format!("refund failed: {e}")))?;
         }
@@ -91,6 +99,17 @@ impl Handler for SagaHandler {
                 Status::Rejected,
                 Some(rejected.reason.as_str()),
             ),
+            // A refund whose own change did not commit (a crash right after it) still
+            // reaches the state it was for.
+            Some(Payload::PaymentCanceled(refund)) => match refund.cause() {
+                RefundCause::CustomerCanceled => (&refund.reservation_id, Status::Canceled, None),
+                RefundCause::BookingRejected => (
+                    &refund.reservation_id,
+                    Status::Rejected,
+                    Some(refund.reason.as_str()),
+                ),
+                RefundCause::Unspecified => return Ok(()),
+            },
             _ => return Ok(()),
         };
         let reservation = store::find(txn, reservation_id)
@@ -101,6 +120,11 @@ impl Handler for SagaHandler {
             Status::Confirmed => Payload::ReservationConfirmed(ReservationConfirmed {
                 reservation_id: reservation.reservation_id.clone(),
                 customer_id: reservation.customer_id.clone(),
+            }),
+            Status::Canceled => Payload::ReservationCanceled(ReservationCanceled {
+                reservation_id: reservation.reservation_id.clone(),
+                customer_id: reservation.customer_id.clone(),
+                car_number: reservation.car_number.clone(),
             }),
             _ => Payload::ReservationRejected(ReservationRejected {
                 reservation_id: reservation.reservation_id.clone(),

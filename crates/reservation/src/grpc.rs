@@ -1,7 +1,10 @@
 //! `rentacar.reservation.v1.ReservationService`.
 
 use rentacar_events::Outbox;
-use rentacar_proto::reservation::{self as pb, reservation_service_server::ReservationService};
+use rentacar_proto::{
+    common::RefundCause,
+    reservation::{self as pb, reservation_service_server::ReservationService},
+};
 use rentacar_types::{FieldViolations, PageRequest, PageToken, RentalPeriod};
 use sea_orm::DatabaseConnection;
 use tokio_util::sync::CancellationToken;
@@ -9,6 +12,7 @@ use tonic::{Request, Response, Status};
 
 use crate::{
     Error,
+    checkout::Checkout,
     domain::{self, Reservation, ReserveCommand, Status as State},
     payment::PaymentClient,
     store,
@@ -19,6 +23,7 @@ pub struct ReservationApi {
     db: DatabaseConnection,
     outbox: Outbox,
     payments: PaymentClient,
+    checkout: Checkout,
     changes: Changes,
     /// Ends open watches when the server stops, so they do not hold up the drain.
     shutdown: CancellationToken,
@@ -29,6 +34,7 @@ impl ReservationApi {
         db: DatabaseConnection,
         outbox: Outbox,
         payments: PaymentClient,
+        checkout: Checkout,
         changes: Changes,
         shutdown: CancellationToken,
     ) -> Self {
@@ -36,49 +42,10 @@ impl ReservationApi {
             db,
             outbox,
             payments,
+            checkout,
             changes,
             shutdown,
         }
-    }
-
-    async fn reserve(&self, command: ReserveCommand) -> Result<Reservation, Error> {
-        let reservation_id = command.reservation_id();
-        if let Some(existing) = store::find(&self.db, &reservation_id).await? {
-            return if command.matches(&existing) {
-                Ok(existing)
-            } else {
-                Err(Error::RequestIdReused(existing.request_id))
-            };
-        }
-
-        let daily_price = store::daily_price(&self.db, &command.car_number)
-            .await?
-            .ok_or_else(|| Error::CarNotFound(command.car_number.clone()))?;
-        let price = domain::price(&daily_price, &command.period).ok_or(Error::PriceOverflow)?;
-        let payment_id = self
-            .payments
-            .pay(
-                &reservation_id,
-                &command.customer_id,
-                &price,
-                &command.payment_method,
-                &command.car_number,
-                &command.period,
-            )
-            .await?;
-
-        let reservation = Reservation {
-            request_id: command.request_id.unwrap_or_else(|| reservation_id.clone()),
-            reservation_id,
-            customer_id: command.customer_id,
-            car_number: command.car_number,
-            period: command.period,
-            price,
-            status: State::Paid,
-            payment_id,
-            rejection_reason: None,
-        };
-        store::insert_paid(&self.db, &self.outbox, reservation).await
     }
 
     async fn cancel(&self, reservation_id: String, customer_id: String) -> Result<Reservation, Error> {
@@ -100,11 +67,23 @@ impl ReservationApi {
             _ => {}
         }
         self.payments
-            .refund(&reservation_id, "canceled by customer")
+            .refund(
+                &reservation_id,
+                "canceled by customer",
+                RefundCause::CustomerCanceled,
+            )
             .await?;
-        let canceled = store::cancel(&self.db, &self.outbox, &reservation).await?;
-        self.changes.notify(&canceled.reservation_id);
-        Ok(canceled)
+        let now = store::cancel(&self.db, &self.outbox, &reservation).await?;
+        self.changes.notify(&now.reservation_id);
+        match now.status {
+            State::Canceled => Ok(now),
+            // The saga rejected it meanwhile; the refund was its refund.
+            status => Err(Error::IllegalTransition {
+                id: reservation_id,
+                status: status.as_str(),
+                action: "canceled",
+            }),
+        }
     }
 }
 
@@ -135,7 +114,7 @@ impl ReservationService for ReservationApi {
         request: Request<pb::ReserveRequest>,
     ) -> Result<Response<pb::ReserveResponse>, Status> {
         let command = ReserveCommand::try_from(request.into_inner())?;
-        let reservation = self.reserve(command).await?;
+        let reservation = self.checkout.reserve(command).await?;
         Ok(Response::new(pb::ReserveResponse {
             reservation: Some(reservation.into()),
         }))
@@ -197,17 +176,14 @@ impl TryFrom<pb::ReserveRequest> for ReserveCommand {
 
     fn try_from(request: pb::ReserveRequest) -> Result<Self, Error> {
         let mut violations = FieldViolations::new();
-        let request_id = request.request_id.trim();
-        if request_id.len() > 128 {
-            violations.add("request_id", "must be at most 128 characters");
-        }
+        let request_id = domain::required_id("request_id", &request.request_id, &mut violations);
         let customer_id = domain::required_id("customer_id", &request.customer_id, &mut violations);
         let car_number = domain::required_id("car_number", &request.car_number, &mut violations);
         let period = RentalPeriod::parse(&request.pickup_date, &request.return_date, &mut violations);
         let payment_method = violations.required("payment_method", &request.payment_method);
         match period {
             Some(period) if violations.is_empty() => Ok(Self {
-                request_id: (!request_id.is_empty()).then(|| request_id.to_owned()),
+                request_id,
                 customer_id,
                 car_number,
                 period,
@@ -225,6 +201,8 @@ impl From<Reservation> for pb::Reservation {
             State::Confirmed => pb::ReservationStatus::Confirmed,
             State::Rejected => pb::ReservationStatus::Rejected,
             State::Canceled => pb::ReservationStatus::Canceled,
+            // Never read out: pending reservations are hidden from every read.
+            State::PendingPayment => pb::ReservationStatus::Unspecified,
         };
         Self {
             reservation_id: r.reservation_id,

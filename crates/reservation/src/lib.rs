@@ -8,6 +8,8 @@
 //!
 //! - [`domain`]: reservations, their states and the legal transitions.
 //! - `grpc`: the `ReservationService` handlers.
+//! - `checkout`: reserve-and-pay, safe against stopping halfway, and settling what a crash
+//!   or a lost answer left pending.
 //! - `payment`: the client of the payment service and how its failures read here.
 //! - `store`: the `reservations` and `catalog_cars` tables.
 //! - `events`: what reservation consumes: the car catalog, and fleet's booking decisions
@@ -15,6 +17,7 @@
 //! - `watch`: telling `WatchReservation` streams about changes.
 //! - [`migration`]: the schema.
 
+mod checkout;
 pub mod domain;
 mod error;
 mod events;
@@ -82,8 +85,18 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         changed: Default::default(),
     };
     host.consume("reservation-saga", &events::SAGA_SUBJECTS, saga);
+    let checkout =
+        checkout::Checkout::new(host.db(), host.outbox(), payments.clone(), config.payment_timeout);
+    host.spawn(|stop| checkout.clone().settle_pending(stop));
 
-    let api = grpc::ReservationApi::new(host.db(), host.outbox(), payments, changes, shutdown.clone());
+    let api = grpc::ReservationApi::new(
+        host.db(),
+        host.outbox(),
+        payments,
+        checkout,
+        changes,
+        shutdown.clone(),
+    );
     let server =
         Server::new(listener, config.service.drain_period).add_service(ReservationServiceServer::new(api));
     host.serve(server, shutdown).await

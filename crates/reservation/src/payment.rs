@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
-use rentacar_proto::payment::{self as pb, payment_service_client::PaymentServiceClient};
+use rentacar_proto::{
+    common::RefundCause,
+    payment::{self as pb, payment_service_client::PaymentServiceClient},
+};
 use rentacar_types::{FieldViolations, Money, RentalPeriod};
 use tonic::{
     Code, Status,
@@ -63,11 +66,24 @@ impl PaymentClient {
             .unwrap_or_default())
     }
 
+    /// The reservation's payment as payment knows it, if any.
+    pub async fn get(&self, reservation_id: &str) -> Result<Option<pb::Payment>, Error> {
+        let request = pb::GetPaymentRequest {
+            reservation_id: reservation_id.to_owned(),
+        };
+        match self.client.clone().get_payment(request).await {
+            Ok(response) => Ok(response.into_inner().payment),
+            Err(status) if status.code() == Code::NotFound => Ok(None),
+            Err(status) => Err(from_status(status)),
+        }
+    }
+
     /// Refunds the reservation's payment. Refunding twice is harmless on payment's side.
-    pub async fn refund(&self, reservation_id: &str, reason: &str) -> Result<(), Error> {
+    pub async fn refund(&self, reservation_id: &str, reason: &str, cause: RefundCause) -> Result<(), Error> {
         let request = pb::CancelPaymentRequest {
             reservation_id: reservation_id.to_owned(),
             reason: reason.to_owned(),
+            cause: cause.into(),
         };
         self.client
             .clone()
@@ -78,33 +94,39 @@ impl PaymentClient {
     }
 }
 
-/// What a status from payment means to a reservation's caller.
+/// What a status from payment means to a reservation's caller. Payment's own messages are
+/// logged, not passed on: they speak of payment's internals.
 fn from_status(status: Status) -> Error {
+    let reason = status
+        .get_details_error_info()
+        .map(|info| info.reason)
+        .unwrap_or_default();
     match status.code() {
-        Code::FailedPrecondition => Error::PaymentDeclined(status.message().to_owned()),
+        Code::FailedPrecondition if reason == "PAYMENT_DECLINED" => {
+            Error::PaymentDeclined(status.message().to_owned())
+        }
+        Code::FailedPrecondition if reason == "NOT_REFUNDABLE" => Error::NothingToRefund,
         // Only the payment method is the caller's to fix; the rest reservation validated.
         Code::InvalidArgument => {
             let mut violations = FieldViolations::new();
-            for violation in status
-                .get_details_bad_request()
-                .map(|b| b.field_violations)
-                .unwrap_or_default()
-            {
+            let details = status.get_details_bad_request().map(|b| b.field_violations);
+            for violation in details.unwrap_or_default() {
                 if violation.field == "payment_method" {
                     violations.add("payment_method", violation.description);
                 }
             }
             if violations.is_empty() {
-                Error::PaymentFailed(status.message().to_owned())
+                Error::PaymentFailed(status)
             } else {
                 Error::InvalidArgument(violations)
             }
         }
+        Code::AlreadyExists => Error::ChargedDifferently,
         Code::Unavailable
         | Code::DeadlineExceeded
         | Code::Cancelled
         | Code::ResourceExhausted
-        | Code::Unknown => Error::PaymentUnavailable(format!("{:?}: {}", status.code(), status.message())),
-        _ => Error::PaymentFailed(format!("{:?}: {}", status.code(), status.message())),
+        | Code::Unknown => Error::PaymentUnavailable(status),
+        _ => Error::PaymentFailed(status),
     }
 }

@@ -119,21 +119,24 @@ pub async fn upsert_catalog_car(txn: &impl ConnectionTrait, car: catalog_car::Mo
     Ok(())
 }
 
+/// A reservation as clients see it: one still waiting for its payment is not there yet.
 pub async fn find(db: &impl ConnectionTrait, reservation_id: &str) -> Result<Option<Reservation>, Error> {
+    Ok(find_any(db, reservation_id)
+        .await?
+        .filter(|r| r.status != Status::PendingPayment))
+}
+
+/// A reservation in any state, pending payment included.
+pub async fn find_any(db: &impl ConnectionTrait, reservation_id: &str) -> Result<Option<Reservation>, Error> {
     let row = reservation::Entity::find_by_id(reservation_id.to_owned())
         .one(db)
         .await?;
     Ok(row.map(Reservation::try_from).transpose()?)
 }
 
-/// Stores a paid reservation with its `reservation.paid` event. If a concurrent retry of the
-/// same request stored it first, that one is returned.
-pub async fn insert_paid(
-    db: &DatabaseConnection,
-    outbox: &Outbox,
-    reservation: Reservation,
-) -> Result<Reservation, Error> {
-    let txn = db::begin_write(db).await?;
+/// Records a reservation about to be paid. A concurrent retry of the same request may have
+/// recorded it first, which is fine: both go on to the same idempotent payment.
+pub async fn insert_pending(db: &DatabaseConnection, reservation: &Reservation) -> Result<(), Error> {
     let now = now_ms();
     let row = reservation::Model {
         reservation_id: reservation.reservation_id.clone(),
@@ -144,42 +147,83 @@ pub async fn insert_paid(
         return_date: reservation.period.return_date().to_string(),
         price_minor: reservation.price.amount_minor,
         currency_code: reservation.price.currency_code.clone(),
-        status: Status::Paid.as_str().to_owned(),
-        payment_id: reservation.payment_id.clone(),
+        status: Status::PendingPayment.as_str().to_owned(),
+        payment_id: String::new(),
         created_at_ms: now,
         updated_at_ms: now,
         rejection_reason: None,
     };
-    if let Err(err) = reservation::Entity::insert(row.into_active_model())
-        .exec_without_returning(&txn)
+    match reservation::Entity::insert(row.into_active_model())
+        .exec_without_returning(db)
         .await
     {
-        drop(txn);
-        if db::is_unique_violation(&err) {
-            return find(db, &reservation.reservation_id)
-                .await?
-                .ok_or(Error::ReservationNotFound(reservation.reservation_id));
-        }
-        return Err(err.into());
+        Err(err) if !db::is_unique_violation(&err) => Err(err.into()),
+        _ => Ok(()),
     }
-    let event = Event::new(
-        SERVICE,
-        &reservation.reservation_id,
-        Payload::ReservationPaid(ReservationPaid {
+}
+
+/// Moves a pending reservation to PAID with its `reservation.paid` event, and returns it as
+/// it now is (a concurrent call may have done it already).
+pub async fn mark_paid(
+    db: &DatabaseConnection,
+    outbox: &Outbox,
+    reservation_id: &str,
+    payment_id: &str,
+) -> Result<Reservation, Error> {
+    let txn = db::begin_write(db).await?;
+    let updated = reservation::Entity::update_many()
+        .col_expr(reservation::Column::Status, Expr::value(Status::Paid.as_str()))
+        .col_expr(reservation::Column::PaymentId, Expr::value(payment_id))
+        .col_expr(reservation::Column::UpdatedAtMs, Expr::value(now_ms()))
+        .filter(reservation::Column::ReservationId.eq(reservation_id))
+        .filter(reservation::Column::Status.eq(Status::PendingPayment.as_str()))
+        .exec(&txn)
+        .await?;
+    let reservation = find_any(&txn, reservation_id)
+        .await?
+        .ok_or_else(|| Error::ReservationNotFound(reservation_id.to_owned()))?;
+    if updated.rows_affected == 1 {
+        let event = Payload::ReservationPaid(ReservationPaid {
             reservation_id: reservation.reservation_id.clone(),
             customer_id: reservation.customer_id.clone(),
             car_number: reservation.car_number.clone(),
             pickup_date: reservation.period.pickup().to_string(),
             return_date: reservation.period.return_date().to_string(),
             price: Some(reservation.price.clone().into()),
-            payment_id: reservation.payment_id.clone(),
-        }),
-    );
-    outbox.store(&txn, &event).await?;
-    txn.commit().await?;
-    outbox.wake();
-    tracing::info!(reservation_id = %reservation.reservation_id, car_number = %reservation.car_number, "reservation paid");
+            payment_id: payment_id.to_owned(),
+        });
+        outbox
+            .store(&txn, &Event::new(SERVICE, reservation_id, event))
+            .await?;
+        txn.commit().await?;
+        outbox.wake();
+        tracing::info!(reservation_id, car_number = %reservation.car_number, "reservation paid");
+    }
     Ok(reservation)
+}
+
+/// Removes a pending reservation whose payment was declined or never happened.
+pub async fn forget_pending(db: &DatabaseConnection, reservation_id: &str) -> Result<(), Error> {
+    reservation::Entity::delete_many()
+        .filter(reservation::Column::ReservationId.eq(reservation_id))
+        .filter(reservation::Column::Status.eq(Status::PendingPayment.as_str()))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Pending reservations untouched since `before_ms`: their payment call ended long ago.
+pub async fn stale_pending(db: &DatabaseConnection, before_ms: i64) -> Result<Vec<Reservation>, Error> {
+    let rows = reservation::Entity::find()
+        .filter(reservation::Column::Status.eq(Status::PendingPayment.as_str()))
+        .filter(reservation::Column::UpdatedAtMs.lt(before_ms))
+        .limit(100)
+        .all(db)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(Reservation::try_from)
+        .collect::<Result<_, _>>()?)
 }
 
 /// Moves a reservation to `to` if its current state allows it, storing `event` with the
@@ -251,6 +295,7 @@ pub async fn list_for_customer(
 ) -> Result<(Vec<Reservation>, Option<String>), Error> {
     let mut query = reservation::Entity::find()
         .filter(reservation::Column::CustomerId.eq(customer_id))
+        .filter(reservation::Column::Status.ne(Status::PendingPayment.as_str()))
         .order_by_desc(reservation::Column::CreatedAtMs)
         .order_by_desc(reservation::Column::ReservationId);
     if let Some(after) = &page.after {

@@ -346,7 +346,7 @@ pub async fn wait_for_catalog(platform: &Platform, car_number: &str) {
         let mut client = client.clone();
         async move {
             let probe = rentacar_proto::reservation::ReserveRequest {
-                request_id: String::new(),
+                request_id: "catalog-probe".to_owned(),
                 customer_id: "catalog-probe".to_owned(),
                 car_number: car_number.to_owned(),
                 pickup_date: "2030-01-01".to_owned(),

@@ -172,6 +172,15 @@ async fn reservation_refuses_bad_requests_and_stores_nothing() -> anyhow::Result
     );
 
     let err = reservations
+        .reserve(reserve("", "amy", "1111", "2026-12-01", "2026-12-02"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        fields(&err),
+        ["request_id"],
+        "a Reserve without a request id is not safe to retry"
+    );
+    let err = reservations
         .reserve(reserve("r", "amy", "1111", "2026-12-03", "2026-12-01"))
         .await
         .unwrap_err();
@@ -315,6 +324,7 @@ async fn payment_charges_once_per_reservation() -> anyhow::Result<()> {
     let refund = |id: &str| CancelPaymentRequest {
         reservation_id: id.into(),
         reason: "test".into(),
+        ..Default::default()
     };
     let refunded = payment
         .cancel_payment(refund("r-1"))
