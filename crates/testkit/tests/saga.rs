@@ -5,12 +5,15 @@ use std::collections::HashMap;
 
 use async_nats::HeaderMap;
 use rentacar_proto::{
-    payment::{GetPaymentRequest, PaymentStatus},
+    common::Money,
+    payment::{GetPaymentRequest, PayRequest, PaymentStatus, Rental},
     reservation::{
         CancelReservationRequest, GetReservationRequest, Reservation, ReservationStatus, ReserveRequest,
     },
 };
+use rentacar_reservation::domain::ReserveCommand;
 use rentacar_testkit::{Backend, Platform, Svc, eventually, register_car};
+use rentacar_types::{FieldViolations, RentalPeriod};
 
 fn reserve(request_id: &str, customer: &str, car: &str, pickup: &str, ret: &str) -> ReserveRequest {
     ReserveRequest {
@@ -308,7 +311,69 @@ async fn a_crash_between_commit_and_publish_loses_nothing(backend: Backend) -> a
     platform.shutdown().await
 }
 
+/// Payment approved but its answer never reached reservation (here: payment was down for
+/// the call, then the charge went through anyway). Nobody retries; the pending
+/// reservation is settled from payment's record and goes on to CONFIRMED by itself.
+async fn a_lost_payment_answer_is_settled(backend: Backend) -> anyhow::Result<()> {
+    let mut platform = Platform::start(backend).await?;
+    register_car(&platform, "1111", "Corolla", 5000).await?;
+    platform.stop_service(Svc::Payment).await?;
+    let request = reserve("lost-1", "mona", "1111", "2026-12-01", "2026-12-03");
+    let err = platform
+        .reservation()
+        .await
+        .reserve(request.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unavailable);
+
+    // The charge reservation asked for, as payment would have recorded it.
+    let mut violations = FieldViolations::new();
+    let command = ReserveCommand {
+        request_id: request.request_id.clone(),
+        customer_id: request.customer_id.clone(),
+        car_number: request.car_number.clone(),
+        period: RentalPeriod::parse(&request.pickup_date, &request.return_date, &mut violations).unwrap(),
+        payment_method: request.payment_method.clone(),
+    };
+    let reservation_id = command.reservation_id();
+    platform.start_service(Svc::Payment).await?;
+    let pay = PayRequest {
+        reservation_id: reservation_id.clone(),
+        customer_id: request.customer_id.clone(),
+        amount: Some(Money {
+            currency_code: "JPY".into(),
+            amount_minor: 10000,
+        }),
+        payment_method: "tok_visa".into(),
+        rental: Some(Rental {
+            car_number: request.car_number.clone(),
+            pickup_date: request.pickup_date.clone(),
+            return_date: request.return_date.clone(),
+        }),
+    };
+    platform.payment().await.pay(pay).await?;
+
+    let settled = eventually("the pending reservation to be settled", || {
+        let id = reservation_id.clone();
+        let platform = &platform;
+        async move {
+            let mut client = platform.reservation().await;
+            let found = client
+                .get_reservation(GetReservationRequest { reservation_id: id })
+                .await
+                .ok()?;
+            found.into_inner().reservation.filter(settled)
+        }
+    })
+    .await;
+    assert_eq!(settled.status(), ReservationStatus::Confirmed);
+    assert_eq!(settled.price.unwrap().amount_minor, 10000);
+    platform.shutdown().await
+}
+
 rentacar_testkit::on_both_backends!(
+    a_lost_payment_answer_is_settled,
     end_to_end,
     fleet_away_then_back,
     fifty_race_for_one_car,
