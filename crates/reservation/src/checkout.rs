@@ -53,31 +53,33 @@ impl Checkout {
     /// first result.
     pub async fn reserve(&self, command: ReserveCommand) -> Result<Reservation, Error> {
         let reservation_id = command.reservation_id();
-        if let Some(existing) = store::find_any(&self.db, &reservation_id).await? {
-            if !command.matches(&existing) {
+        let pending = match store::find_any(&self.db, &reservation_id).await? {
+            Some(existing) if !command.matches(&existing) => {
                 return Err(Error::RequestIdReused(existing.request_id));
             }
-            if existing.status != Status::PendingPayment {
-                return Ok(existing);
+            // A retry of a call whose payment outcome is still open: charge what was asked.
+            Some(existing) if existing.status == Status::PendingPayment => existing,
+            Some(existing) => return Ok(existing),
+            None => {
+                let daily_price = store::daily_price(&self.db, &command.car_number)
+                    .await?
+                    .ok_or_else(|| Error::CarNotFound(command.car_number.clone()))?;
+                let price = domain::price(&daily_price, &command.period).ok_or(Error::PriceOverflow)?;
+                let pending = Reservation {
+                    reservation_id,
+                    request_id: command.request_id,
+                    customer_id: command.customer_id,
+                    car_number: command.car_number,
+                    period: command.period,
+                    price,
+                    status: Status::PendingPayment,
+                    payment_id: String::new(),
+                    rejection_reason: None,
+                };
+                store::insert_pending(&self.db, &pending).await?;
+                pending
             }
-        }
-
-        let daily_price = store::daily_price(&self.db, &command.car_number)
-            .await?
-            .ok_or_else(|| Error::CarNotFound(command.car_number.clone()))?;
-        let price = domain::price(&daily_price, &command.period).ok_or(Error::PriceOverflow)?;
-        let pending = Reservation {
-            reservation_id,
-            request_id: command.request_id,
-            customer_id: command.customer_id,
-            car_number: command.car_number,
-            period: command.period,
-            price,
-            status: Status::PendingPayment,
-            payment_id: String::new(),
-            rejection_reason: None,
         };
-        store::insert_pending(&self.db, &pending).await?;
 
         let this = self.clone();
         let method = command.payment_method;
