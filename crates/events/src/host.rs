@@ -3,7 +3,10 @@
 //! and its gRPC service, then [`Host::serve`] runs it all until shutdown.
 
 use async_nats::jetstream;
-use rentacar_runtime::{RunError, Server, ServiceConfig, Tasks, db};
+use rentacar_runtime::{
+    RunError, Server, ServiceConfig, Tasks, db,
+    server::{Listener, serve_not_ready},
+};
 use sea_orm::DatabaseConnection;
 use sea_orm_migration::MigratorTrait;
 use tokio_util::sync::CancellationToken;
@@ -11,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{Consumer, Handler, Outbox};
 
 pub struct Host {
+    listener: Listener,
     db: DatabaseConnection,
     js: jetstream::Context,
     outbox: Outbox,
@@ -18,14 +22,19 @@ pub struct Host {
 }
 
 impl Host {
-    /// Waits for the database and migrates it with `M`, connects to NATS in the
-    /// background (a NATS outage delays events, never the service), and starts the relay.
+    /// Waits for the database and migrates it with `M` (answering health checks on
+    /// `listener` with NOT_SERVING meanwhile), connects to NATS in the background (a NATS
+    /// outage delays events, never the service), and starts the relay.
     pub async fn start<M: MigratorTrait>(
         service: &str,
         config: &ServiceConfig,
+        listener: impl Into<Listener>,
         shutdown: &CancellationToken,
     ) -> Result<Self, RunError> {
+        let listener = listener.into();
+        let not_ready = serve_not_ready(&listener);
         let db = db::wait_and_migrate::<M>(&config.database_url, shutdown).await?;
+        drop(not_ready);
         let nats = crate::connect(&config.nats_url, service)
             .await
             .map_err(|e| RunError::Setup("NATS client", e.into()))?;
@@ -35,6 +44,7 @@ impl Host {
         let relay = outbox.relay(db.clone(), js.clone());
         tasks.spawn(|stop| relay.run(stop));
         Ok(Self {
+            listener,
             db,
             js,
             outbox,
@@ -68,7 +78,10 @@ impl Host {
     /// Serves `server` (readiness following the database) until `shutdown` fires and it has
     /// drained, then stops the consumers and lets the relay flush.
     pub async fn serve(self, server: Server, shutdown: CancellationToken) -> Result<(), RunError> {
-        let result = server.watch_database(self.db).serve(shutdown).await;
+        let result = server
+            .watch_database(self.db)
+            .serve(self.listener, shutdown)
+            .await;
         self.tasks.stop().await;
         Ok(result?)
     }

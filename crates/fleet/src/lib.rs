@@ -36,12 +36,12 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
-    let mut host = Host::start::<migration::Migrator>(SERVICE, &config, &shutdown).await?;
+    let mut host = Host::start::<migration::Migrator>(SERVICE, &config, listener, &shutdown).await?;
     let bookings = events::Bookings {
         outbox: host.outbox(),
     };
     host.consume("fleet-bookings", &events::SUBJECTS, bookings);
     let api = grpc::FleetApi::new(host.db(), host.outbox());
-    let server = Server::new(listener, config.drain_period).add_service(FleetServiceServer::new(api));
+    let server = Server::new(config.drain_period).add_service(FleetServiceServer::new(api));
     host.serve(server, shutdown).await
 }

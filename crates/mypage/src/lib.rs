@@ -31,9 +31,9 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
-    let mut host = Host::start::<migration::Migrator>(SERVICE, &config, &shutdown).await?;
+    let mut host = Host::start::<migration::Migrator>(SERVICE, &config, listener, &shutdown).await?;
     host.consume("mypage-projection", &events::SUBJECTS, events::Projection);
     let api = grpc::MyPageApi::new(host.db());
-    let server = Server::new(listener, config.drain_period).add_service(MyPageServiceServer::new(api));
+    let server = Server::new(config.drain_period).add_service(MyPageServiceServer::new(api));
     host.serve(server, shutdown).await
 }

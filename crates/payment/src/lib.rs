@@ -33,8 +33,8 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
-    let host = Host::start::<migration::Migrator>(SERVICE, &config, &shutdown).await?;
+    let host = Host::start::<migration::Migrator>(SERVICE, &config, listener, &shutdown).await?;
     let api = grpc::PaymentApi::new(host.db(), host.outbox());
-    let server = Server::new(listener, config.drain_period).add_service(PaymentServiceServer::new(api));
+    let server = Server::new(config.drain_period).add_service(PaymentServiceServer::new(api));
     host.serve(server, shutdown).await
 }

@@ -68,24 +68,28 @@ async fn channel(port: u16) -> Result<tonic::transport::Channel, tonic::transpor
         .await
 }
 
-async fn health(port: u16) -> Option<i32> {
+async fn health(port: u16, service: &str) -> Option<i32> {
     let mut client = HealthClient::new(channel(port).await.ok()?);
     let response = client
         .check(HealthCheckRequest {
-            service: "rentacar.fleet.v1.FleetService".into(),
+            service: service.into(),
         })
         .await;
     Some(response.ok()?.into_inner().status)
 }
 
 async fn wait_for_health(port: u16, wanted: ServingStatus) {
+    wait_for_health_of(port, "rentacar.fleet.v1.FleetService", wanted).await
+}
+
+async fn wait_for_health_of(port: u16, service: &str, wanted: ServingStatus) {
     for _ in 0..400 {
-        if health(port).await == Some(wanted as i32) {
+        if health(port, service).await == Some(wanted as i32) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("health never became {wanted:?}");
+    panic!("health of {service:?} never became {wanted:?}");
 }
 
 /// With NATS unreachable the service is still ready (its outbox holds events). On SIGTERM
@@ -154,4 +158,50 @@ async fn reflected_services(port: u16) -> Vec<String> {
         }
         other => panic!("unexpected reflection response {other:?}"),
     }
+}
+
+/// A pod whose database is not there yet is alive and says NOT_SERVING; it turns SERVING
+/// by itself once the database appears and is migrated.
+#[tokio::test]
+async fn not_serving_until_the_database_is_there() {
+    use sea_orm_migration::sea_orm::{ConnectionTrait, Database};
+
+    let admin_url = std::env::var("RENTACAR_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    let base = admin_url
+        .rsplit_once('/')
+        .map(|(base, _)| base)
+        .unwrap()
+        .to_owned();
+    let name = format!(
+        "rentacar_test_{}_late",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
+    let port = free_port();
+    let mut child = tokio::process::Command::new(BIN)
+        .args(["serve", "fleet"])
+        .env("RENTACAR_DATABASE_URL", format!("{base}/{name}"))
+        .env("RENTACAR_LISTEN_ADDR", format!("127.0.0.1:{port}"))
+        .env("RENTACAR_NATS_URL", format!("nats://127.0.0.1:{}", free_port()))
+        .env("RENTACAR_DRAIN_MS", "0")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    wait_for_health_of(port, "", ServingStatus::NotServing).await;
+
+    let admin = Database::connect(&admin_url).await.unwrap();
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+        .await
+        .unwrap();
+    wait_for_health_of(port, "", ServingStatus::Serving).await;
+    wait_for_health(port, ServingStatus::Serving).await;
+
+    child.kill().await.unwrap();
+    admin
+        .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+        .await
+        .unwrap();
 }

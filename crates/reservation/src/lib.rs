@@ -70,7 +70,7 @@ impl Config {
 pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationToken) -> Result<(), RunError> {
     let payments = payment::PaymentClient::new(&config.payment_url, config.payment_timeout)
         .map_err(|e| RunError::Setup("payment client", e.into()))?;
-    let mut host = Host::start::<migration::Migrator>(SERVICE, &config.service, &shutdown).await?;
+    let mut host = Host::start::<migration::Migrator>(SERVICE, &config.service, listener, &shutdown).await?;
     host.consume(
         "reservation-car-catalog",
         &["rentacar.fleet.car_registered"],
@@ -97,7 +97,6 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         changes,
         shutdown.clone(),
     );
-    let server =
-        Server::new(listener, config.service.drain_period).add_service(ReservationServiceServer::new(api));
+    let server = Server::new(config.service.drain_period).add_service(ReservationServiceServer::new(api));
     host.serve(server, shutdown).await
 }

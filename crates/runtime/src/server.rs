@@ -1,16 +1,18 @@
 //! The gRPC server every service runs: its own services plus `grpc.health.v1` and server
 //! reflection (v1 and v1alpha), load shedding, and a graceful drain on shutdown.
 //!
-//! Shutdown follows what Kubernetes and Istio expect: health turns NOT_SERVING at once so
-//! readiness probes take the pod out of rotation, calls keep being served for the drain
-//! period, then the listener closes and in-flight calls finish.
+//! Start-up and shutdown follow what Kubernetes and Istio expect. Until the database is
+//! migrated, [`serve_not_ready`] answers health checks with NOT_SERVING on the same port.
+//! On shutdown health turns NOT_SERVING at once so readiness probes take the pod out of
+//! rotation, calls keep being served for the drain period, then the listener closes and
+//! in-flight calls finish.
 
-use std::{convert::Infallible, time::Duration};
+use std::{convert::Infallible, sync::Arc, time::Duration};
 
+use futures::Stream;
 use sea_orm::DatabaseConnection;
-use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
-use tokio_util::sync::CancellationToken;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::{CancellationToken, DropGuard};
 use tonic::{body::Body, server::NamedService, service::RoutesBuilder};
 use tonic_health::{ServingStatus, server::HealthReporter};
 
@@ -25,10 +27,48 @@ const MISSES_BEFORE_NOT_SERVING: u32 = 3;
 /// Calls admitted at once per connection before new ones are shed with UNAVAILABLE.
 const CONCURRENCY_PER_CONNECTION: usize = 256;
 
-/// A gRPC server under construction. Bind the listener first (port 0 in tests) so the real
-/// address is known before serving.
+/// A bound listener that servers take turns on: the not-ready one while the database is
+/// migrated, then the real one. Bind it first (port 0 in tests) so the address is known.
+#[derive(Clone)]
+pub struct Listener(Arc<TcpListener>);
+
+impl From<TcpListener> for Listener {
+    fn from(listener: TcpListener) -> Self {
+        Self(Arc::new(listener))
+    }
+}
+
+impl Listener {
+    fn incoming(&self) -> impl Stream<Item = std::io::Result<TcpStream>> + use<> {
+        futures::stream::unfold(self.0.clone(), |listener| async move {
+            let accepted = listener.accept().await.map(|(stream, _)| stream);
+            Some((accepted, listener))
+        })
+    }
+}
+
+/// Answers health checks with NOT_SERVING on `listener` until the returned guard is dropped:
+/// the process is alive and says so, but is not ready for traffic.
+pub fn serve_not_ready(listener: &Listener) -> DropGuard {
+    let ready = CancellationToken::new();
+    let incoming = listener.incoming();
+    let stop = ready.clone();
+    tokio::spawn(async move {
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health.set_service_status("", ServingStatus::NotServing).await;
+        let served = tonic::transport::Server::builder()
+            .add_service(health_service)
+            .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
+            .await;
+        if let Err(err) = served {
+            tracing::warn!(error = %err, "not-ready health server failed");
+        }
+    });
+    ready.drop_guard()
+}
+
+/// A gRPC server under construction.
 pub struct Server {
-    listener: TcpListener,
     routes: RoutesBuilder,
     /// Names reported by health and reflection, besides the overall "" entry.
     service_names: Vec<&'static str>,
@@ -38,9 +78,8 @@ pub struct Server {
 }
 
 impl Server {
-    pub fn new(listener: TcpListener, drain_period: Duration) -> Self {
+    pub fn new(drain_period: Duration) -> Self {
         Self {
-            listener,
             routes: RoutesBuilder::default(),
             service_names: Vec::new(),
             drain_period,
@@ -71,8 +110,13 @@ impl Server {
         self
     }
 
-    /// Serves until `shutdown` fires, then drains and returns.
-    pub async fn serve(self, shutdown: CancellationToken) -> Result<(), tonic::transport::Error> {
+    /// Serves on `listener` until `shutdown` fires, then drains and returns.
+    pub async fn serve(
+        self,
+        listener: impl Into<Listener>,
+        shutdown: CancellationToken,
+    ) -> Result<(), tonic::transport::Error> {
+        let listener = listener.into();
         let (health, health_service) = tonic_health::server::health_reporter();
         set_status(&health, &self.service_names, ServingStatus::Serving).await;
 
@@ -115,10 +159,7 @@ impl Server {
             .concurrency_limit_per_connection(CONCURRENCY_PER_CONNECTION)
             .load_shed(true)
             .add_routes(routes.routes())
-            .serve_with_incoming_shutdown(
-                TcpListenerStream::new(self.listener),
-                stop_accepting.cancelled_owned(),
-            )
+            .serve_with_incoming_shutdown(listener.incoming(), stop_accepting.cancelled_owned())
             .await;
         watcher.abort();
         result
