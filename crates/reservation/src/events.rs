@@ -9,7 +9,8 @@ use rentacar_proto::{
 use sea_orm::{DatabaseConnection, DatabaseTransaction};
 
 use crate::{
-    domain::Status,
+    Error,
+    domain::{Reservation, Status},
     payment::PaymentClient,
     store::{self, catalog_car},
     watch::Changes,
@@ -72,10 +73,13 @@ impl Handler for SagaHandler {
         let Some(Payload::BookingRejected(rejected)) = &event.payload else {
             return Ok(());
         };
-        let reservation = store::find(&self.db, &rejected.reservation_id)
-            .await
-            .map_err(|e| HandlerError::Failed(e.to_string()))?
-            .ok_or_else(|| unknown(&rejected.reservation_id))?;
+        let Some(reservation) = ours(
+            &rejected.reservation_id,
+            store::find_any(&self.db, &rejected.reservation_id).await,
+        )?
+        else {
+            return Ok(());
+        };
         if reservation.status == Status::Paid {
             let reason = format!("booking rejected: {}", rejected.reason);
             self.payments
@@ -112,10 +116,9 @@ impl Handler for SagaHandler {
             },
             _ => return Ok(()),
         };
-        let reservation = store::find(txn, reservation_id)
-            .await
-            .map_err(|e| HandlerError::Failed(e.to_string()))?
-            .ok_or_else(|| unknown(reservation_id))?;
+        let Some(reservation) = ours(reservation_id, store::find_any(txn, reservation_id).await)? else {
+            return Ok(());
+        };
         let payload = match to {
             Status::Confirmed => Payload::ReservationConfirmed(ReservationConfirmed {
                 reservation_id: reservation.reservation_id.clone(),
@@ -157,8 +160,24 @@ impl Handler for SagaHandler {
     }
 }
 
-/// An event about a reservation this service does not have (yet: the reservation may still
-/// be committing). Retried, then dead-lettered.
-fn unknown(reservation_id: &str) -> HandlerError {
-    HandlerError::Failed(format!("reservation {reservation_id} is not known here"))
+/// The reservation an event is about, if it is one of ours and ready for it.
+///
+/// A reservation is recorded (as pending) before payment is called, so an event about an id
+/// that was never recorded comes from a payment made outside reservation: nothing to do.
+/// One still pending has been paid but not yet marked so: the event is retried until it is.
+fn ours(id: &str, found: Result<Option<Reservation>, Error>) -> Result<Option<Reservation>, HandlerError> {
+    match found.map_err(|e| HandlerError::Failed(e.to_string()))? {
+        None => {
+            tracing::warn!(
+                reservation_id = id,
+                "event about a payment made outside reservation; ignored"
+            );
+            Ok(None)
+        }
+        Some(r) if r.status == Status::PendingPayment => Err(HandlerError::Failed(format!(
+            "reservation {} is not marked paid yet",
+            r.reservation_id
+        ))),
+        Some(r) => Ok(Some(r)),
+    }
 }

@@ -349,6 +349,21 @@ async fn payment_charges_once_per_reservation() -> anyhow::Result<()> {
         Code::NotFound
     );
 
+    // These payments were made outside reservation: fleet rejects booking a rental that
+    // names no car, and reservation takes that and the refund as not its own business,
+    // retrying nothing.
+    eventually("fleet's answer to the approval", || async {
+        (platform
+            .messages_on("rentacar.fleet.booking_rejected")
+            .await
+            .ok()?
+            == 1)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(platform.messages_on("rentacar.payment.canceled").await?, 1);
+    platform.wait_for_consumer("reservation-saga").await?;
+
     platform.shutdown().await
 }
 
