@@ -90,14 +90,27 @@ pub(crate) async fn send(
     Ok(())
 }
 
-/// Every dead letter, oldest first; `consumer` narrows it to one consumer's.
+/// Every dead letter, oldest first; `consumer` narrows it to one consumer's. Only reads:
+/// no dead-letter stream yet means no dead letters.
 pub async fn list(
     js: &jetstream::Context,
     consumer: Option<&str>,
 ) -> Result<Vec<DeadLetter>, async_nats::Error> {
-    let mut stream = ensure(js).await?;
-    let state = stream.info().await?.state.clone();
     let mut letters = Vec::new();
+    let stream = match js.get_stream(STREAM_NAME).await {
+        Ok(stream) => stream,
+        Err(err)
+            if matches!(
+                err.kind(),
+                jetstream::context::GetStreamErrorKind::JetStream(e)
+                    if e.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
+            ) =>
+        {
+            return Ok(letters);
+        }
+        Err(err) => return Err(err.into()),
+    };
+    let state = stream.get_info().await?.state;
     if state.messages == 0 {
         return Ok(letters);
     }

@@ -205,3 +205,41 @@ async fn not_serving_until_the_database_is_there() {
         .await
         .unwrap();
 }
+
+/// The operator's dead-letter commands reach NATS and report; listing creates nothing.
+#[tokio::test]
+async fn dead_letter_commands_report_what_they_find() {
+    use rentacar_events::nats_server::NatsServer;
+
+    let store = tempfile::tempdir().unwrap();
+    let nats = NatsServer::start(&NatsServer::find_binary().expect("nats-server"), 0, store.path())
+        .await
+        .unwrap();
+    for (action, expected) in [("list", "0 dead letters"), ("replay", "0 dead letters replayed")] {
+        let output = Command::new(BIN)
+            .args(["dead-letters", action])
+            .env("RENTACAR_NATS_URL", nats.url())
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), expected);
+    }
+    let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    assert!(
+        js.get_stream(rentacar_events::dead_letter::STREAM_NAME)
+            .await
+            .is_err(),
+        "listing must not create the dead-letter stream"
+    );
+
+    let output = Command::new(BIN)
+        .args(["dead-letters", "list"])
+        .env("RENTACAR_NATS_URL", format!("nats://127.0.0.1:{}", free_port()))
+        .output()
+        .unwrap();
+    assert!(!output.status.success(), "an unreachable NATS is an error");
+}
