@@ -38,11 +38,13 @@ pub struct Delivery {
     pub delivered: i64,
 }
 
-/// Why a handler could not apply an event. Both are retried by redelivery.
+/// Why a handler could not apply an event. All are retried by redelivery.
 #[derive(Debug, thiserror::Error)]
 pub enum HandlerError {
     #[error("database error")]
     Database(#[from] DbErr),
+    #[error("store error")]
+    Store(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("{0}")]
     Failed(String),
 }
@@ -69,19 +71,66 @@ pub trait Handler: Send + Sync + 'static {
     fn after_commit(&self) {}
 }
 
-/// A durable consumer of some subjects, feeding a [`Handler`].
-pub struct Consumer<H> {
+/// Applies an event exactly once in effect, however often it is delivered. [`Inbox`] does
+/// it for a [`Handler`] on a SQL database; a store without SQL transactions (mypage on
+/// DynamoDB) implements it with conditional writes.
+pub trait Apply: Send + Sync + 'static {
+    fn apply(
+        &self,
+        consumer: &str,
+        event: &EventEnvelope,
+        delivery: &Delivery,
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send;
+}
+
+/// A [`Handler`] behind the inbox table: the handler's change and the inbox row for the
+/// event commit in one transaction, so a redelivery finds the row and changes nothing.
+pub struct Inbox<H> {
+    handler: H,
+    db: DatabaseConnection,
+}
+
+impl<H: Handler> Inbox<H> {
+    pub fn new(handler: H, db: DatabaseConnection) -> Self {
+        Self { handler, db }
+    }
+}
+
+impl<H: Handler> Apply for Inbox<H> {
+    async fn apply(
+        &self,
+        consumer: &str,
+        event: &EventEnvelope,
+        delivery: &Delivery,
+    ) -> Result<(), HandlerError> {
+        self.handler.prepare(event).await?;
+        let txn = db::begin_write(&self.db).await?;
+        if !inbox::record(&txn, consumer, &event.event_id, delivery.stream_sequence).await? {
+            tracing::debug!(consumer, event_id = %event.event_id, "already applied; skipped");
+            txn.rollback().await?;
+            return Ok(());
+        }
+        self.handler.handle(&txn, event, delivery).await?;
+        txn.commit().await?;
+        self.handler.after_commit();
+        Ok(())
+    }
+}
+
+/// A durable consumer of some subjects, feeding an [`Apply`] (usually a [`Handler`] behind
+/// the [`Inbox`]).
+pub struct Consumer<A> {
     /// The durable name; replicas with the same name share the work.
     name: String,
     subjects: Vec<String>,
-    handler: H,
-    db: DatabaseConnection,
+    applier: A,
     js: jetstream::Context,
     /// Failed deliveries before an event is dead-lettered.
     dead_letter_after: i64,
 }
 
-impl<H: Handler> Consumer<H> {
+impl<H: Handler> Consumer<Inbox<H>> {
+    /// A consumer whose `handler` changes `db`, with the inbox in the same database.
     pub fn new(
         name: impl Into<String>,
         subjects: &[&str],
@@ -89,11 +138,22 @@ impl<H: Handler> Consumer<H> {
         db: DatabaseConnection,
         js: jetstream::Context,
     ) -> Self {
+        Self::with_applier(name, subjects, Inbox::new(handler, db), js)
+    }
+}
+
+impl<A: Apply> Consumer<A> {
+    /// A consumer that hands every event to `applier`, which makes repeats harmless itself.
+    pub fn with_applier(
+        name: impl Into<String>,
+        subjects: &[&str],
+        applier: A,
+        js: jetstream::Context,
+    ) -> Self {
         Self {
             name: name.into(),
             subjects: subjects.iter().map(|s| (*s).to_owned()).collect(),
-            handler,
-            db,
+            applier,
             js,
             dead_letter_after: DEAD_LETTER_AFTER,
         }
@@ -189,7 +249,7 @@ impl<H: Handler> Consumer<H> {
             }
         };
 
-        match self.apply(&event, &delivery).await {
+        match self.applier.apply(&self.name, &event, &delivery).await {
             Ok(()) => ack(&message, AckKind::Ack).await,
             Err(err) => {
                 let error = error_chain(&err);
@@ -216,20 +276,6 @@ impl<H: Handler> Consumer<H> {
                 ack(message, AckKind::Nak(Some(Duration::from_secs(1)))).await;
             }
         }
-    }
-
-    async fn apply(&self, event: &EventEnvelope, delivery: &Delivery) -> Result<(), HandlerError> {
-        self.handler.prepare(event).await?;
-        let txn = db::begin_write(&self.db).await?;
-        if !inbox::record(&txn, &self.name, &event.event_id, delivery.stream_sequence).await? {
-            tracing::debug!(consumer = %self.name, event_id = %event.event_id, "already applied; skipped");
-            txn.rollback().await?;
-            return Ok(());
-        }
-        self.handler.handle(&txn, event, delivery).await?;
-        txn.commit().await?;
-        self.handler.after_commit();
-        Ok(())
     }
 }
 

@@ -1,6 +1,8 @@
-//! What every service process stands on: its migrated database, a JetStream connection,
-//! its outbox with the relay draining it, and its consumers. A service adds its handlers
-//! and its gRPC service, then [`Host::serve`] runs it all until shutdown.
+//! What every service process stands on: its store, a JetStream connection, its consumers
+//! and, for a SQL service, its outbox with the relay draining it. A service adds its
+//! handlers and its gRPC service, then [`Host::serve`] runs it all until shutdown.
+
+use std::future::Future;
 
 use async_nats::jetstream;
 use rentacar_runtime::{
@@ -11,17 +13,23 @@ use sea_orm::DatabaseConnection;
 use sea_orm_migration::MigratorTrait;
 use tokio_util::sync::CancellationToken;
 
-use crate::{Consumer, Handler, Outbox};
+use crate::{Apply, Consumer, Handler, Outbox};
 
-pub struct Host {
+/// A service process; `S` is what it keeps its state in ([`Sql`] for most services).
+pub struct Host<S> {
     listener: Listener,
-    db: DatabaseConnection,
     js: jetstream::Context,
-    outbox: Outbox,
     tasks: Tasks,
+    state: S,
 }
 
-impl Host {
+/// A service's own SQL database and the outbox that publishes from it.
+pub struct Sql {
+    db: DatabaseConnection,
+    outbox: Outbox,
+}
+
+impl Host<Sql> {
     /// Waits for the database and migrates it with `M` (answering health checks on
     /// `listener` with NOT_SERVING meanwhile), connects to NATS in the background (a NATS
     /// outage delays events, never the service), and starts the relay.
@@ -31,38 +39,74 @@ impl Host {
         listener: impl Into<Listener>,
         shutdown: &CancellationToken,
     ) -> Result<Self, RunError> {
-        let listener = listener.into();
-        let not_ready = serve_not_ready(&listener);
-        let db = db::wait_and_migrate::<M>(&config.database_url, shutdown).await?;
-        drop(not_ready);
-        let nats = crate::connect(&config.nats_url, service)
-            .await
-            .map_err(|e| RunError::Setup("NATS client", e.into()))?;
-        let js = jetstream::new(nats);
-        let outbox = Outbox::new();
-        let mut tasks = Tasks::new();
-        let relay = outbox.relay(db.clone(), js.clone());
-        tasks.spawn(|stop| relay.run(stop));
-        Ok(Self {
-            listener,
-            db,
-            js,
-            outbox,
-            tasks,
+        let mut host = Host::start_with(service, &config.nats_url, listener, async {
+            let db = db::wait_and_migrate::<M>(&config.database_url, shutdown).await?;
+            Ok(Sql {
+                db,
+                outbox: Outbox::new(),
+            })
         })
+        .await?;
+        let relay = host.state.outbox.relay(host.state.db.clone(), host.js.clone());
+        host.tasks.spawn(|stop| relay.run(stop));
+        Ok(host)
     }
 
     pub fn db(&self) -> DatabaseConnection {
-        self.db.clone()
+        self.state.db.clone()
     }
 
     pub fn outbox(&self) -> Outbox {
-        self.outbox.clone()
+        self.state.outbox.clone()
     }
 
-    /// Runs a durable consumer named `name` of `subjects` until the service stops.
+    /// Runs a durable consumer named `name` of `subjects` until the service stops; the
+    /// handler's changes commit with the inbox in the service's database.
     pub fn consume<H: Handler>(&mut self, name: &str, subjects: &[&str], handler: H) {
-        let consumer = Consumer::new(name, subjects, handler, self.db.clone(), self.js.clone());
+        let consumer = Consumer::new(name, subjects, handler, self.state.db.clone(), self.js.clone());
+        self.tasks.spawn(|stop| consumer.run(stop));
+    }
+
+    /// Serves `server` (readiness following the database) until `shutdown` fires and it has
+    /// drained, then stops the consumers and lets the relay flush.
+    pub async fn serve(self, server: Server, shutdown: CancellationToken) -> Result<(), RunError> {
+        let db = self.state.db.clone();
+        self.serve_with(server.watch_database(db), shutdown).await
+    }
+}
+
+impl<S> Host<S> {
+    /// Answers health checks on `listener` with NOT_SERVING until `state` is ready (a store
+    /// that is being migrated or checked), then connects to NATS in the background.
+    pub async fn start_with(
+        service: &str,
+        nats_url: &str,
+        listener: impl Into<Listener>,
+        state: impl Future<Output = Result<S, RunError>>,
+    ) -> Result<Self, RunError> {
+        let listener = listener.into();
+        let not_ready = serve_not_ready(&listener);
+        let state = state.await?;
+        drop(not_ready);
+        let nats = crate::connect(nats_url, service)
+            .await
+            .map_err(|e| RunError::Setup("NATS client", e.into()))?;
+        Ok(Self {
+            listener,
+            js: jetstream::new(nats),
+            tasks: Tasks::new(),
+            state,
+        })
+    }
+
+    /// What the service keeps its state in.
+    pub fn state(&self) -> &S {
+        &self.state
+    }
+
+    /// Runs a durable consumer named `name` of `subjects`, handing events to `applier`.
+    pub fn consume_with<A: Apply>(&mut self, name: &str, subjects: &[&str], applier: A) {
+        let consumer = Consumer::with_applier(name, subjects, applier, self.js.clone());
         self.tasks.spawn(|stop| consumer.run(stop));
     }
 
@@ -70,18 +114,15 @@ impl Host {
     pub fn spawn<F, Fut>(&mut self, task: F)
     where
         F: FnOnce(CancellationToken) -> Fut,
-        Fut: std::future::Future<Output = ()> + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
     {
         self.tasks.spawn(task);
     }
 
-    /// Serves `server` (readiness following the database) until `shutdown` fires and it has
-    /// drained, then stops the consumers and lets the relay flush.
-    pub async fn serve(self, server: Server, shutdown: CancellationToken) -> Result<(), RunError> {
-        let result = server
-            .watch_database(self.db)
-            .serve(self.listener, shutdown)
-            .await;
+    /// Serves `server` until `shutdown` fires and it has drained, then stops the background
+    /// tasks.
+    pub async fn serve_with(self, server: Server, shutdown: CancellationToken) -> Result<(), RunError> {
+        let result = server.serve(self.listener, shutdown).await;
         self.tasks.stop().await;
         Ok(result?)
     }

@@ -1,6 +1,8 @@
 //! The inbox: which events a consumer has already applied.
 
-use sea_orm::{ActiveValue::Set, ConnectionTrait, DbErr, EntityTrait, TryInsertResult};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, TryInsertResult,
+};
 
 pub(crate) mod entity {
     use sea_orm::entity::prelude::*;
@@ -42,4 +44,14 @@ pub(crate) async fn record(
         .exec_without_returning(txn)
         .await?;
     Ok(matches!(result, TryInsertResult::Inserted(n) if n > 0))
+}
+
+/// Forgets every event `consumer` applied, so that a rebuild of its state from the stream
+/// applies them again.
+pub async fn forget_inbox(db: &impl ConnectionTrait, consumer: &str) -> Result<(), DbErr> {
+    entity::Entity::delete_many()
+        .filter(entity::Column::Consumer.eq(consumer))
+        .exec(db)
+        .await?;
+    Ok(())
 }

@@ -6,13 +6,15 @@
 //!   caused it; [`Relay`] publishes stored events with `Nats-Msg-Id` = event id, waits for
 //!   the stream's ack and marks them sent, so a crash anywhere loses nothing and a re-send
 //!   is dropped by the stream's duplicate window.
-//! - [`consumer`]: durable pull consumers with explicit ack. A handler's state change and
-//!   the event id it consumed commit together, so a redelivery is acked and skipped.
+//! - [`consumer`]: durable pull consumers with explicit ack. Behind the [`Inbox`] a
+//!   handler's state change and the event id it consumed commit together, so a redelivery
+//!   is acked and skipped; a store without SQL transactions implements [`Apply`] itself.
 //! - [`dead_letter`]: events a consumer keeps failing on, kept and replayable.
 //! - [`stream`]: the one JetStream stream, created idempotently at start.
 //! - [`migration`]: the `outbox` and `inbox` tables, added to each service's migrator.
 //! - [`nats_server`]: starts a local `nats-server -js` (for `rentacar up` and tests).
-//! - [`Host`]: a service's database, JetStream, outbox, relay and consumers in one place.
+//! - [`Host`]: a service's store (usually its [`Sql`] database with the outbox and relay),
+//!   JetStream and consumers in one place.
 
 pub mod consumer;
 pub mod dead_letter;
@@ -24,9 +26,10 @@ pub mod nats_server;
 pub mod outbox;
 pub mod stream;
 
-pub use consumer::{Consumer, Delivery, Handler, HandlerError};
+pub use consumer::{Apply, Consumer, Delivery, Handler, HandlerError, Inbox};
 pub use envelope::Event;
-pub use host::Host;
+pub use host::{Host, Sql};
+pub use inbox::forget_inbox;
 pub use outbox::{Outbox, Relay};
 pub use rentacar_proto::events::event_envelope::Payload;
 

@@ -9,17 +9,17 @@
 
 use std::{convert::Infallible, sync::Arc, time::Duration};
 
-use futures::Stream;
+use futures::{Stream, future::BoxFuture};
 use sea_orm::DatabaseConnection;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tonic::{body::Body, server::NamedService, service::RoutesBuilder};
 use tonic_health::{ServingStatus, server::HealthReporter};
 
-/// How often readiness re-checks the database.
-const DATABASE_CHECK_INTERVAL: Duration = Duration::from_secs(5);
-/// How long one check may wait for the database.
-const DATABASE_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often readiness re-checks the store.
+const READINESS_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+/// How long one check may wait for the store.
+const READINESS_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 /// Checks missed in a row before the service reports NOT_SERVING. One slow answer under
 /// load (SQLite has a single connection) is not an outage.
 const MISSES_BEFORE_NOT_SERVING: u32 = 3;
@@ -67,14 +67,17 @@ pub fn serve_not_ready(listener: &Listener) -> DropGuard {
     ready.drop_guard()
 }
 
+/// Whether the store a service depends on answers; polled while the service runs.
+pub type ReadinessCheck = Arc<dyn Fn() -> BoxFuture<'static, bool> + Send + Sync>;
+
 /// A gRPC server under construction.
 pub struct Server {
     routes: RoutesBuilder,
     /// Names reported by health and reflection, besides the overall "" entry.
     service_names: Vec<&'static str>,
     drain_period: Duration,
-    /// Checked periodically; a database that stops answering makes the service NOT_SERVING.
-    database: Option<DatabaseConnection>,
+    /// Checked periodically; a store that stops answering makes the service NOT_SERVING.
+    readiness: Option<ReadinessCheck>,
 }
 
 impl Server {
@@ -83,7 +86,7 @@ impl Server {
             routes: RoutesBuilder::default(),
             service_names: Vec::new(),
             drain_period,
-            database: None,
+            readiness: None,
         }
     }
 
@@ -105,8 +108,16 @@ impl Server {
     }
 
     /// Readiness follows this database: NOT_SERVING while it does not answer.
-    pub fn watch_database(mut self, database: DatabaseConnection) -> Self {
-        self.database = Some(database);
+    pub fn watch_database(self, database: DatabaseConnection) -> Self {
+        self.ready_when(Arc::new(move || {
+            let database = database.clone();
+            Box::pin(async move { database.ping().await.is_ok() })
+        }))
+    }
+
+    /// Readiness follows `check`: NOT_SERVING while it keeps answering false.
+    pub fn ready_when(mut self, check: ReadinessCheck) -> Self {
+        self.readiness = Some(check);
         self
     }
 
@@ -149,7 +160,7 @@ impl Server {
         let watcher = tokio::spawn(watch(
             health.clone(),
             self.service_names.clone(),
-            self.database,
+            self.readiness,
             self.drain_period,
             shutdown,
             stop_accepting.clone(),
@@ -166,26 +177,26 @@ impl Server {
     }
 }
 
-/// Keeps health in step with the database, and runs the drain when shutdown fires.
+/// Keeps health in step with the store, and runs the drain when shutdown fires.
 async fn watch(
     health: HealthReporter,
     names: Vec<&'static str>,
-    database: Option<DatabaseConnection>,
+    readiness: Option<ReadinessCheck>,
     drain_period: Duration,
     shutdown: CancellationToken,
     stop_accepting: CancellationToken,
 ) {
-    let mut ticks = tokio::time::interval(DATABASE_CHECK_INTERVAL);
+    let mut ticks = tokio::time::interval(READINESS_CHECK_INTERVAL);
     let mut missed = 0;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = ticks.tick() => {}
         }
-        let Some(db) = &database else { continue };
+        let Some(check) = &readiness else { continue };
         let answered = tokio::select! {
             _ = shutdown.cancelled() => break,
-            ping = tokio::time::timeout(DATABASE_CHECK_TIMEOUT, db.ping()) => matches!(ping, Ok(Ok(()))),
+            ready = tokio::time::timeout(READINESS_CHECK_TIMEOUT, check()) => ready.unwrap_or(false),
         };
         let was_serving = missed < MISSES_BEFORE_NOT_SERVING;
         missed = if answered { 0 } else { missed + 1 };
@@ -196,7 +207,7 @@ async fn watch(
             } else {
                 ServingStatus::NotServing
             };
-            tracing::warn!(database_answers = serving, "readiness changed");
+            tracing::warn!(store_answers = serving, "readiness changed");
             set_status(&health, &names, status).await;
         }
     }
