@@ -1,5 +1,7 @@
 //! mypage's errors and the one place they become gRPC statuses.
 
+use std::time::Duration;
+
 use rentacar_runtime::status;
 use rentacar_types::FieldViolations;
 use tonic::Status;
@@ -12,6 +14,8 @@ pub enum Error {
     CarNotFound(String),
     #[error("database error")]
     Database(#[from] sea_orm::DbErr),
+    #[error("DynamoDB call failed")]
+    Dynamodb(#[from] crate::dynamodb::DynamodbError),
 }
 
 impl From<FieldViolations> for Error {
@@ -26,6 +30,18 @@ impl From<Error> for Status {
             Error::InvalidArgument(violations) => status::invalid_argument(violations),
             Error::CarNotFound(number) => status::not_found("car", number),
             Error::Database(db) => status::database(db),
+            Error::Dynamodb(dynamodb) if dynamodb.is_transient() => {
+                tracing::warn!(error = %dynamodb, "DynamoDB call failed; the caller may retry");
+                status::unavailable(
+                    "DATABASE_UNAVAILABLE",
+                    "the read model's table is not answering; try again",
+                    Duration::from_secs(1),
+                )
+            }
+            Error::Dynamodb(dynamodb) => {
+                tracing::error!(error = %dynamodb, "DynamoDB call failed");
+                status::internal()
+            }
         }
     }
 }

@@ -1,23 +1,32 @@
-//! `rentacar.mypage.v1.MyPageService`.
+//! `rentacar.mypage.v1.MyPageService`: validates requests and answers from whichever
+//! provider keeps the read model.
+
+use std::sync::Arc;
 
 use rentacar_proto::{
     common,
     mypage::{self as pb, my_page_service_server::MyPageService},
 };
-use rentacar_types::{FieldViolations, PageRequest, PageToken, RentalPeriod};
-use sea_orm::DatabaseConnection;
+use rentacar_types::{FieldViolations, Money, PageRequest, PageToken, RentalPeriod};
 use tonic::{Request, Response, Status};
 
-use crate::{Error, store};
+use crate::{Error, views::ReadModel};
 
 pub struct MyPageApi {
-    db: DatabaseConnection,
+    views: Arc<dyn ReadModel>,
 }
 
 impl MyPageApi {
-    pub fn new(db: DatabaseConnection) -> Self {
-        Self { db }
+    pub fn new(views: Arc<dyn ReadModel>) -> Self {
+        Self { views }
     }
+}
+
+fn money(money: Money) -> Option<common::Money> {
+    Some(common::Money {
+        currency_code: money.currency_code,
+        amount_minor: money.amount_minor,
+    })
 }
 
 #[tonic::async_trait]
@@ -38,26 +47,23 @@ impl MyPageService for MyPageApi {
             None => None,
         };
         violations.check(()).map_err(Error::from)?;
-        let (rows, next) = store::list_for_customer(&self.db, &customer_id, &page, after)
-            .await
-            .map_err(Error::from)?;
+        let rows = self.views.my_reservations(&customer_id, page.size, after).await?;
         Ok(Response::new(pb::ListMyReservationsResponse {
             reservations: rows
+                .items
                 .into_iter()
                 .map(|r| pb::MyReservation {
                     reservation_id: r.reservation_id,
                     car_number: r.car_number,
                     pickup_date: r.pickup_date,
                     return_date: r.return_date,
-                    price: Some(common::Money {
-                        currency_code: r.currency_code,
-                        amount_minor: r.price_minor,
-                    }),
+                    price: money(r.price),
                     status: r.status,
                     last_event_sequence: r.last_event_sequence as u64,
                 })
                 .collect(),
-            next_page_token: next
+            next_page_token: rows
+                .next
                 .map(|seq| PageToken::encode(&seq.to_string()))
                 .unwrap_or_default(),
         }))
@@ -71,23 +77,19 @@ impl MyPageService for MyPageApi {
         let mut violations = FieldViolations::new();
         let car_number = violations.required("car_number", &request.car_number);
         let period = RentalPeriod::parse(&request.pickup_date, &request.return_date, &mut violations);
-        let period = violations
-            .check(period)
-            .map_err(Error::from)?
-            .expect("checked above");
-        let car = store::car(&self.db, &car_number)
-            .await
-            .map_err(Error::from)?
+        let Some(period) = violations.check(period).map_err(Error::from)? else {
+            unreachable!("a period without violations is parsed")
+        };
+        let availability = self
+            .views
+            .car_availability(&car_number, &period)
+            .await?
             .ok_or_else(|| Error::CarNotFound(car_number.clone()))?;
-        let holding = store::holding(&self.db, Some(&car_number), &period)
-            .await
-            .map_err(Error::from)?;
-        let last_event_sequence = store::car_sequence(&self.db, &car).await.map_err(Error::from)? as u64;
         Ok(Response::new(pb::GetCarAvailabilityResponse {
             car_number,
-            available: holding.is_empty(),
-            conflicting_reservation_ids: holding.into_iter().map(|r| r.reservation_id).collect(),
-            last_event_sequence,
+            available: availability.conflicting_reservation_ids.is_empty(),
+            conflicting_reservation_ids: availability.conflicting_reservation_ids,
+            last_event_sequence: availability.last_event_sequence as u64,
         }))
     }
 
@@ -99,30 +101,24 @@ impl MyPageService for MyPageApi {
         let mut violations = FieldViolations::new();
         let period = RentalPeriod::parse(&request.pickup_date, &request.return_date, &mut violations);
         let page = PageRequest::parse(request.page_size, &request.page_token, &mut violations);
-        let period = violations
-            .check(period)
-            .map_err(Error::from)?
-            .expect("checked above");
-        let (cars, more) = store::available_cars(&self.db, &period, &page)
-            .await
-            .map_err(Error::from)?;
-        let next_page_token = match (more, cars.last()) {
-            (true, Some(last)) => PageToken::encode(&last.car_number),
-            _ => String::new(),
+        let Some(period) = violations.check(period).map_err(Error::from)? else {
+            unreachable!("a period without violations is parsed")
         };
+        let cars = self
+            .views
+            .available_cars(&period, page.size, page.after.as_deref())
+            .await?;
         Ok(Response::new(pb::ListAvailableCarsResponse {
             cars: cars
+                .items
                 .into_iter()
                 .map(|c| pb::AvailableCar {
                     car_number: c.car_number,
                     model: c.model,
-                    daily_price: Some(common::Money {
-                        currency_code: c.currency_code,
-                        amount_minor: c.daily_price_minor,
-                    }),
+                    daily_price: money(c.daily_price),
                 })
                 .collect(),
-            next_page_token,
+            next_page_token: cars.next.map(|n| PageToken::encode(&n)).unwrap_or_default(),
         }))
     }
 }

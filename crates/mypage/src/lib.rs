@@ -1,39 +1,72 @@
 //! mypage: the customer's read model (CQRS). It is built only from events, never by calling
-//! another service, and answers "my reservations" and "is this car free" from its own tables.
-//! It is eventually consistent: each row carries the stream sequence of the last event it
-//! reflects.
+//! another service, and answers "my reservations" and "is this car free" from its own
+//! store. It is eventually consistent: each row carries the stream sequence of the last
+//! event it reflects.
 //!
-//! - `events`: the projection, from events to rows.
+//! - [`domain`]: the rows and the rules that move them, whatever the store.
+//! - [`views`]: the one interface the gRPC handlers read through.
+//! - `sql` and [`dynamodb`]: the two providers, chosen by [`Config`]; both apply events
+//!   idempotently (an inbox row, or conditional writes).
 //! - `grpc`: the `MyPageService` handlers.
-//! - `store`: the `my_reservations` and `cars` views and their queries.
-//! - [`migration`]: the schema.
+//! - [`rebuild`]: the read model made again from the whole stream.
+//! - [`migration`]: the SQL schema.
 
+mod config;
+pub mod domain;
+pub mod dynamodb;
 mod error;
-mod events;
 mod grpc;
 pub mod migration;
-mod store;
+pub mod rebuild;
+mod sql;
+pub mod views;
 
+pub use config::{Config, DEFAULT_TABLE, DynamodbConfig, StoreConfig};
 pub use error::Error;
+
+use std::sync::Arc;
 
 use rentacar_events::Host;
 use rentacar_proto::mypage::my_page_service_server::MyPageServiceServer;
-use rentacar_runtime::{RunError, Server, ServiceConfig};
+use rentacar_runtime::{RunError, Server};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+use crate::{domain::SUBJECTS, dynamodb::DynamodbViews, sql::SqlViews};
 
 /// The name mypage connects, publishes events and names its database file under.
 pub const SERVICE: &str = "mypage";
 
+/// The durable consumer that keeps the read model.
+pub const PROJECTION: &str = "mypage-projection";
+
 /// Runs mypage on `listener` until `shutdown` fires, then drains.
-pub async fn run(
-    config: ServiceConfig,
-    listener: TcpListener,
-    shutdown: CancellationToken,
-) -> Result<(), RunError> {
-    let mut host = Host::start::<migration::Migrator>(SERVICE, &config, listener, &shutdown).await?;
-    host.consume("mypage-projection", &events::SUBJECTS, events::Projection);
-    let api = grpc::MyPageApi::new(host.db());
-    let server = Server::new(config.drain_period).add_service(MyPageServiceServer::new(api));
-    host.serve(server, shutdown).await
+pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationToken) -> Result<(), RunError> {
+    let server = Server::new(config.service.drain_period);
+    match &config.store {
+        StoreConfig::Sql => {
+            let mut host =
+                Host::start::<migration::Migrator>(SERVICE, &config.service, listener, &shutdown).await?;
+            host.consume(PROJECTION, &SUBJECTS, sql::SqlProjection);
+            let api = grpc::MyPageApi::new(Arc::new(SqlViews::new(host.db())));
+            host.serve(server.add_service(MyPageServiceServer::new(api)), shutdown)
+                .await
+        }
+        StoreConfig::Dynamodb(dynamodb) => {
+            let table = DynamodbViews::wait_until_usable(dynamodb, &shutdown);
+            let table = async {
+                table
+                    .await
+                    .map_err(|e| RunError::Setup("DynamoDB table", e.into()))
+            };
+            let mut host = Host::start_with(SERVICE, &config.service.nats_url, listener, table).await?;
+            let views = host.state().clone();
+            host.consume_with(PROJECTION, &SUBJECTS, views.clone());
+            let api = grpc::MyPageApi::new(Arc::new(views.clone()));
+            let server = server
+                .add_service(MyPageServiceServer::new(api))
+                .ready_when(views.readiness());
+            host.serve_with(server, shutdown).await
+        }
+    }
 }

@@ -1,11 +1,21 @@
-//! The views: `my_reservations` (one row per reservation) and `view_cars` (the catalog).
+//! The `sql` provider (SQLite or PostgreSQL through sea-orm): tables `my_reservations` (one
+//! row per reservation) and `view_cars` (the catalog). Events are applied behind the inbox,
+//! in one transaction with the inbox row; every status change is a conditional update.
 
-use rentacar_proto::events::{CarRegistered, ReservationPaid};
-use rentacar_types::{Money, PageRequest, RentalPeriod};
+use async_trait::async_trait;
+use rentacar_events::{Delivery, Handler, HandlerError};
+use rentacar_proto::events::{CarRegistered, EventEnvelope, ReservationPaid};
+use rentacar_types::{Money, RentalPeriod};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, IntoActiveModel, QueryFilter,
-    QueryOrder, QuerySelect,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait,
+    IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
     sea_query::{Expr, OnConflict},
+};
+
+use crate::{
+    Error,
+    domain::{CarAvailability, CarView, HOLDING, ReservationView, StatusChange, ViewEvent, sources_of},
+    views::{Page, ReadModel},
 };
 
 pub mod my_reservation {
@@ -23,7 +33,6 @@ pub mod my_reservation {
         pub price_minor: i64,
         pub currency_code: String,
         pub status: String,
-        /// Sequence of the `reservation.paid` event: the order reservations are listed in.
         pub paid_sequence: i64,
         pub last_event_sequence: i64,
     }
@@ -54,16 +63,103 @@ pub mod view_car {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
-/// Reservation states that hold a car's days.
-const HOLDING: [&str; 2] = ["PAID", "CONFIRMED"];
+impl From<my_reservation::Model> for ReservationView {
+    fn from(row: my_reservation::Model) -> Self {
+        Self {
+            reservation_id: row.reservation_id,
+            customer_id: row.customer_id,
+            car_number: row.car_number,
+            pickup_date: row.pickup_date,
+            return_date: row.return_date,
+            price: Money {
+                currency_code: row.currency_code,
+                amount_minor: row.price_minor,
+            },
+            status: row.status,
+            paid_sequence: row.paid_sequence,
+            last_event_sequence: row.last_event_sequence,
+        }
+    }
+}
 
-pub async fn upsert_car(txn: &impl ConnectionTrait, car: &CarRegistered, seq: i64) -> Result<(), DbErr> {
-    let price: Money = car.daily_price.clone().unwrap_or_default().into();
+impl From<ReservationView> for my_reservation::Model {
+    fn from(view: ReservationView) -> Self {
+        Self {
+            reservation_id: view.reservation_id,
+            customer_id: view.customer_id,
+            car_number: view.car_number,
+            pickup_date: view.pickup_date,
+            return_date: view.return_date,
+            price_minor: view.price.amount_minor,
+            currency_code: view.price.currency_code,
+            status: view.status,
+            paid_sequence: view.paid_sequence,
+            last_event_sequence: view.last_event_sequence,
+        }
+    }
+}
+
+impl From<view_car::Model> for CarView {
+    fn from(row: view_car::Model) -> Self {
+        Self {
+            car_number: row.car_number,
+            model: row.model,
+            daily_price: Money {
+                currency_code: row.currency_code,
+                amount_minor: row.daily_price_minor,
+            },
+            last_event_sequence: row.last_event_sequence,
+        }
+    }
+}
+
+/// The views in mypage's SQL database.
+#[derive(Clone)]
+pub struct SqlViews {
+    db: DatabaseConnection,
+}
+
+impl SqlViews {
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self { db }
+    }
+
+    /// Empties the views and the projection's inbox, for a rebuild from the stream.
+    pub async fn clear(&self, consumer: &str) -> Result<(), DbErr> {
+        my_reservation::Entity::delete_many().exec(&self.db).await?;
+        view_car::Entity::delete_many().exec(&self.db).await?;
+        rentacar_events::forget_inbox(&self.db, consumer).await
+    }
+}
+
+/// Applies events to the SQL views inside the consumer's inbox transaction.
+pub struct SqlProjection;
+
+impl Handler for SqlProjection {
+    async fn handle(
+        &self,
+        txn: &DatabaseTransaction,
+        event: &EventEnvelope,
+        delivery: &Delivery,
+    ) -> Result<(), HandlerError> {
+        let seq = delivery.stream_sequence as i64;
+        match ViewEvent::from_envelope(event) {
+            Some(ViewEvent::CarRegistered(car)) => upsert_car(txn, &car, seq).await?,
+            Some(ViewEvent::Paid(paid)) => insert_reservation(txn, &paid, seq).await?,
+            Some(ViewEvent::Status(change)) => set_status(txn, &change, seq).await?,
+            None => {}
+        }
+        Ok(())
+    }
+}
+
+async fn upsert_car(txn: &impl ConnectionTrait, car: &CarRegistered, seq: i64) -> Result<(), DbErr> {
+    let car = crate::domain::car_view(car, seq);
     let row = view_car::Model {
-        car_number: car.car_number.clone(),
-        model: car.model.clone(),
-        daily_price_minor: price.amount_minor,
-        currency_code: price.currency_code,
+        car_number: car.car_number,
+        model: car.model,
+        daily_price_minor: car.daily_price.amount_minor,
+        currency_code: car.daily_price.currency_code,
         last_event_sequence: seq,
     };
     view_car::Entity::insert(row.into_active_model())
@@ -75,6 +171,8 @@ pub async fn upsert_car(txn: &impl ConnectionTrait, car: &CarRegistered, seq: i6
                     view_car::Column::CurrencyCode,
                     view_car::Column::LastEventSequence,
                 ])
+                // A replayed or older registration leaves a newer row alone.
+                .action_and_where(view_car::Column::LastEventSequence.lt(seq))
                 .to_owned(),
         )
         .exec_without_returning(txn)
@@ -82,26 +180,14 @@ pub async fn upsert_car(txn: &impl ConnectionTrait, car: &CarRegistered, seq: i6
     Ok(())
 }
 
-/// Records a paid reservation. A status event that overtook it (after a redelivery) left
-/// a row with its status already; that status is kept and only the details are filled in.
-pub async fn insert_reservation(
+/// Records a paid reservation. A status event that overtook it left a row with its status
+/// already; that status is kept and only the details are filled in.
+async fn insert_reservation(
     txn: &impl ConnectionTrait,
     paid: &ReservationPaid,
     seq: i64,
 ) -> Result<(), DbErr> {
-    let price: Money = paid.price.clone().unwrap_or_default().into();
-    let row = my_reservation::Model {
-        reservation_id: paid.reservation_id.clone(),
-        customer_id: paid.customer_id.clone(),
-        car_number: paid.car_number.clone(),
-        pickup_date: paid.pickup_date.clone(),
-        return_date: paid.return_date.clone(),
-        price_minor: price.amount_minor,
-        currency_code: price.currency_code,
-        status: "PAID".to_owned(),
-        paid_sequence: seq,
-        last_event_sequence: seq,
-    };
+    let row: my_reservation::Model = crate::domain::paid_row(paid, seq).into();
     use my_reservation::Column;
     my_reservation::Entity::insert(row.into_active_model())
         .on_conflict(
@@ -122,49 +208,20 @@ pub async fn insert_reservation(
     Ok(())
 }
 
-/// A reservation's move to `status`, as an event tells it.
-pub struct StatusChange<'a> {
-    pub reservation_id: &'a str,
-    pub customer_id: &'a str,
-    pub car_number: &'a str,
-    pub status: &'static str,
-}
-
-/// The states a reservation may reach `status` from: the reservation's own state machine,
-/// so a replayed or late event never moves a row backwards.
-fn sources_of(status: &str) -> &'static [&'static str] {
-    match status {
-        "CONFIRMED" | "REJECTED" => &["PAID"],
-        "CANCELED" => &["PAID", "CONFIRMED"],
-        _ => &[],
-    }
-}
-
 /// Moves a reservation's status forward. If its paid event has not been applied yet, a row
 /// holding just the status is made, and the paid event fills it in.
-pub async fn set_status(txn: &impl ConnectionTrait, change: StatusChange<'_>, seq: i64) -> Result<(), DbErr> {
+async fn set_status(txn: &impl ConnectionTrait, change: &StatusChange, seq: i64) -> Result<(), DbErr> {
     let moved = my_reservation::Entity::update_many()
         .col_expr(my_reservation::Column::Status, Expr::value(change.status))
         .col_expr(my_reservation::Column::LastEventSequence, Expr::value(seq))
-        .filter(my_reservation::Column::ReservationId.eq(change.reservation_id))
+        .filter(my_reservation::Column::ReservationId.eq(change.reservation_id.as_str()))
         .filter(my_reservation::Column::Status.is_in(sources_of(change.status).iter().copied()))
         .exec(txn)
         .await?;
     if moved.rows_affected > 0 {
         return Ok(());
     }
-    let placeholder = my_reservation::Model {
-        reservation_id: change.reservation_id.to_owned(),
-        customer_id: change.customer_id.to_owned(),
-        car_number: change.car_number.to_owned(),
-        pickup_date: String::new(),
-        return_date: String::new(),
-        price_minor: 0,
-        currency_code: String::new(),
-        status: change.status.to_owned(),
-        paid_sequence: seq,
-        last_event_sequence: seq,
-    };
+    let placeholder: my_reservation::Model = crate::domain::status_row(change, seq).into();
     my_reservation::Entity::insert(placeholder.into_active_model())
         .on_conflict_do_nothing_on([my_reservation::Column::ReservationId])
         .exec_without_returning(txn)
@@ -172,83 +229,96 @@ pub async fn set_status(txn: &impl ConnectionTrait, change: StatusChange<'_>, se
     Ok(())
 }
 
-/// One page of a customer's reservations, newest first, and the cursor of the next.
-pub async fn list_for_customer(
-    db: &DatabaseConnection,
-    customer_id: &str,
-    page: &PageRequest,
-    after: Option<i64>,
-) -> Result<(Vec<my_reservation::Model>, Option<i64>), DbErr> {
-    let mut query = my_reservation::Entity::find()
-        .filter(my_reservation::Column::CustomerId.eq(customer_id))
-        .order_by_desc(my_reservation::Column::PaidSequence);
-    if let Some(after) = after {
-        query = query.filter(my_reservation::Column::PaidSequence.lt(after));
-    }
-    let mut rows = query.limit(page.size + 1).all(db).await?;
-    let more = rows.len() as u64 > page.size;
-    rows.truncate(page.size as usize);
-    let next = if more {
-        rows.last().map(|r| r.paid_sequence)
-    } else {
-        None
-    };
-    Ok((rows, next))
-}
-
-pub async fn car(db: &DatabaseConnection, car_number: &str) -> Result<Option<view_car::Model>, DbErr> {
-    view_car::Entity::find_by_id(car_number.to_owned()).one(db).await
-}
-
 /// Reservations of `car_number` that hold a day of `period`.
-pub async fn holding(
+async fn holding(
     db: &DatabaseConnection,
-    car_number: Option<&str>,
+    car_number: &str,
     period: &RentalPeriod,
 ) -> Result<Vec<my_reservation::Model>, DbErr> {
     // ISO dates compare correctly as text.
-    let mut query = my_reservation::Entity::find()
+    my_reservation::Entity::find()
+        .filter(my_reservation::Column::CarNumber.eq(car_number))
         .filter(my_reservation::Column::Status.is_in(HOLDING))
         .filter(my_reservation::Column::PickupDate.lt(period.return_date().to_string()))
-        .filter(my_reservation::Column::ReturnDate.gt(period.pickup().to_string()));
-    if let Some(car_number) = car_number {
-        query = query.filter(my_reservation::Column::CarNumber.eq(car_number));
-    }
-    query.all(db).await
+        .filter(my_reservation::Column::ReturnDate.gt(period.pickup().to_string()))
+        .all(db)
+        .await
 }
 
-/// The highest event sequence reflected for a car: its registration or any reservation of it.
-pub async fn car_sequence(db: &DatabaseConnection, car: &view_car::Model) -> Result<i64, DbErr> {
-    let latest = my_reservation::Entity::find()
-        .filter(my_reservation::Column::CarNumber.eq(car.car_number.as_str()))
-        .order_by_desc(my_reservation::Column::LastEventSequence)
-        .one(db)
-        .await?;
-    Ok(latest.map_or(car.last_event_sequence, |r| {
-        r.last_event_sequence.max(car.last_event_sequence)
-    }))
-}
+#[async_trait]
+impl ReadModel for SqlViews {
+    async fn my_reservations(
+        &self,
+        customer_id: &str,
+        size: u64,
+        after: Option<i64>,
+    ) -> Result<Page<ReservationView, i64>, Error> {
+        let mut query = my_reservation::Entity::find()
+            .filter(my_reservation::Column::CustomerId.eq(customer_id))
+            .order_by_desc(my_reservation::Column::PaidSequence);
+        if let Some(after) = after {
+            query = query.filter(my_reservation::Column::PaidSequence.lt(after));
+        }
+        let rows = query.limit(size + 1).all(&self.db).await?;
+        Ok(Page::from_one_extra(
+            rows.into_iter().map(ReservationView::from).collect(),
+            size,
+            |r| r.paid_sequence,
+        ))
+    }
 
-/// One page of cars free for `period`, by number.
-pub async fn available_cars(
-    db: &DatabaseConnection,
-    period: &RentalPeriod,
-    page: &PageRequest,
-) -> Result<(Vec<view_car::Model>, bool), DbErr> {
-    let busy: Vec<String> = holding(db, None, period)
-        .await?
-        .into_iter()
-        .map(|r| r.car_number)
-        .collect();
-    let mut query = view_car::Entity::find().order_by_asc(view_car::Column::CarNumber);
-    if !busy.is_empty() {
-        query = query.filter(view_car::Column::CarNumber.is_not_in(busy));
+    async fn car_availability(
+        &self,
+        car_number: &str,
+        period: &RentalPeriod,
+    ) -> Result<Option<CarAvailability>, Error> {
+        let Some(car) = view_car::Entity::find_by_id(car_number.to_owned())
+            .one(&self.db)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let holding = holding(&self.db, car_number, period).await?;
+        let latest = my_reservation::Entity::find()
+            .filter(my_reservation::Column::CarNumber.eq(car_number))
+            .order_by_desc(my_reservation::Column::LastEventSequence)
+            .one(&self.db)
+            .await?;
+        let last_event_sequence = latest.map_or(car.last_event_sequence, |r| {
+            r.last_event_sequence.max(car.last_event_sequence)
+        });
+        Ok(Some(CarAvailability {
+            conflicting_reservation_ids: holding.into_iter().map(|r| r.reservation_id).collect(),
+            last_event_sequence,
+        }))
     }
-    if let Some(after) = &page.after {
-        query = query.filter(view_car::Column::CarNumber.gt(after.as_str()));
+
+    async fn available_cars(
+        &self,
+        period: &RentalPeriod,
+        size: u64,
+        after: Option<&str>,
+    ) -> Result<Page<CarView, String>, Error> {
+        // Cars with a holding reservation overlapping the period, as a subquery, so the
+        // statement stays the same size however many cars are busy.
+        let busy = my_reservation::Entity::find()
+            .select_only()
+            .column(my_reservation::Column::CarNumber)
+            .filter(my_reservation::Column::Status.is_in(HOLDING))
+            .filter(my_reservation::Column::PickupDate.lt(period.return_date().to_string()))
+            .filter(my_reservation::Column::ReturnDate.gt(period.pickup().to_string()))
+            .into_query();
+        let mut query = view_car::Entity::find()
+            .filter(view_car::Column::CarNumber.not_in_subquery(busy))
+            .order_by_asc(view_car::Column::CarNumber);
+        if let Some(after) = after {
+            query = query.filter(view_car::Column::CarNumber.gt(after));
+        }
+        let rows = query.limit(size + 1).all(&self.db).await?;
+        Ok(Page::from_one_extra(
+            rows.into_iter().map(CarView::from).collect(),
+            size,
+            |c| c.car_number.clone(),
+        ))
     }
-    let mut rows = query.limit(page.size + 1).all(db).await?;
-    let more = rows.len() as u64 > page.size;
-    rows.truncate(page.size as usize);
-    Ok((rows, more))
 }

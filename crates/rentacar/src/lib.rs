@@ -1,9 +1,9 @@
 //! The `rentacar` binary's library: the services by name ([`Service`]), running one
-//! ([`serve`]), migrating one ([`migrate`]), running them all ([`up`]) and handling
-//! [`dead_letters`].
+//! ([`serve`]), migrating one ([`migrate`]), running them all ([`up`]), rebuilding
+//! mypage's read model ([`rebuild_mypage`]) and handling [`dead_letters`].
 
 pub mod dead_letters;
 pub mod service;
 pub mod up;
 
-pub use service::{Service, migrate, serve};
+pub use service::{Service, migrate, rebuild_mypage, serve};

@@ -22,6 +22,11 @@ enum Command {
     Up,
     /// Applies a service's database migrations and exits.
     Migrate { service: Service },
+    /// Maintains mypage's read model (configured as for `serve mypage`).
+    Mypage {
+        #[command(subcommand)]
+        action: MypageAction,
+    },
     /// Lists or replays events that a consumer failed to apply (at RENTACAR_NATS_URL).
     DeadLetters {
         #[command(subcommand)]
@@ -44,16 +49,28 @@ enum DeadLetterAction {
     },
 }
 
+#[derive(Subcommand)]
+enum MypageAction {
+    /// Empties the read model and applies every event of the stream to it again.
+    Rebuild,
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let env = Env::process();
+    // Two TLS crypto back ends are linked in (the AWS SDK brings its own); say which one
+    // the rest of the process uses.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     telemetry::init(telemetry::LogFormat::from_env(&env)?);
 
     match cli.command {
         Command::Serve { service } => rentacar::serve(service, &env).await,
         Command::Up => up::run(&env).await,
         Command::Migrate { service } => rentacar::migrate(service, &env).await,
+        Command::Mypage {
+            action: MypageAction::Rebuild,
+        } => rentacar::rebuild_mypage(&env).await,
         Command::DeadLetters { action } => match action {
             DeadLetterAction::List { consumer } => {
                 rentacar::dead_letters::list(&env, consumer.as_deref()).await

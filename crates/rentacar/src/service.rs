@@ -61,7 +61,7 @@ impl Service {
                 rentacar_fleet::run(ServiceConfig::from_env(env, self.name())?, listener, shutdown).await
             }
             Self::Mypage => {
-                rentacar_mypage::run(ServiceConfig::from_env(env, self.name())?, listener, shutdown).await
+                rentacar_mypage::run(rentacar_mypage::Config::from_env(env)?, listener, shutdown).await
             }
         };
         result.with_context(|| format!("{} stopped with an error", self.name()))
@@ -73,7 +73,7 @@ impl Service {
             Self::Reservation => rentacar_reservation::Config::from_env(env).map(drop),
             Self::Payment => ServiceConfig::from_env(env, self.name()).map(drop),
             Self::Fleet => ServiceConfig::from_env(env, self.name()).map(drop),
-            Self::Mypage => ServiceConfig::from_env(env, self.name()).map(drop),
+            Self::Mypage => rentacar_mypage::Config::from_env(env).map(drop),
         }
     }
 }
@@ -125,5 +125,15 @@ pub async fn migrate(service: Service, env: &Env) -> anyhow::Result<()> {
         Service::Mypage => rentacar_mypage::migration::Migrator::get_applied_migrations(&db).await?,
     };
     println!("{}: {} migrations applied", service.name(), applied.len());
+    Ok(())
+}
+
+/// `rentacar mypage rebuild`: the read model made again from the whole stream.
+pub async fn rebuild_mypage(env: &Env) -> anyhow::Result<()> {
+    let config = rentacar_mypage::Config::from_env(env)?;
+    let applied = rentacar_mypage::rebuild::rebuild(&config)
+        .await
+        .context("rebuilding mypage's read model")?;
+    println!("mypage: read model rebuilt from {applied} events");
     Ok(())
 }

@@ -9,5 +9,5 @@ mod violations;
 
 pub use money::Money;
 pub use page::{PageRequest, PageToken};
-pub use period::RentalPeriod;
+pub use period::{MAX_RENTAL_DAYS, RentalPeriod};
 pub use violations::FieldViolations;

@@ -3,7 +3,7 @@ use rentacar_proto::common;
 use crate::FieldViolations;
 
 /// An amount in integer minor units of an ISO-4217 currency.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Money {
     pub currency_code: String,
     pub amount_minor: i64,
