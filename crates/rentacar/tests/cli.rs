@@ -243,3 +243,74 @@ async fn dead_letter_commands_report_what_they_find() {
         .unwrap();
     assert!(!output.status.success(), "an unreachable NATS is an error");
 }
+
+/// `mypage rebuild` applies what the stream holds to an emptied read model and says how
+/// much; an unknown provider is refused by name.
+#[tokio::test]
+async fn mypage_rebuild_reports_the_events_it_applied() {
+    use rentacar_events::{Event, Payload, nats_server::NatsServer, stream};
+    use rentacar_proto::{common::Money, events::CarRegistered};
+
+    let store = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let nats = NatsServer::start(&NatsServer::find_binary().expect("nats-server"), 0, store.path())
+        .await
+        .unwrap();
+    let rebuild = || {
+        Command::new(BIN)
+            .args(["mypage", "rebuild"])
+            .env("RENTACAR_NATS_URL", nats.url())
+            .env("RENTACAR_DATA_DIR", data.path())
+            .output()
+            .unwrap()
+    };
+    let output = rebuild();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        "mypage: read model rebuilt from 0 events"
+    );
+
+    let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    stream::ensure(&js).await.unwrap();
+    for number in ["1111", "2222"] {
+        let car = CarRegistered {
+            car_number: number.into(),
+            model: "Corolla".into(),
+            daily_price: Some(Money {
+                currency_code: "JPY".into(),
+                amount_minor: 5000,
+            }),
+        };
+        let event = Event::new("fleet", number, Payload::CarRegistered(car));
+        js.publish(event.subject(), event.encode().into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    for _ in 0..2 {
+        let output = rebuild();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&output.stdout).trim(),
+            "mypage: read model rebuilt from 2 events"
+        );
+    }
+
+    let output = Command::new(BIN)
+        .args(["mypage", "rebuild"])
+        .env("RENTACAR_MYPAGE_STORE", "cassandra")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("RENTACAR_MYPAGE_STORE"));
+}

@@ -4,7 +4,12 @@
 //! store, gives every service a throwaway database (SQLite files in a temporary folder, or
 //! uniquely named PostgreSQL databases that are dropped afterwards), serves each service on
 //! port 0 and hands out generated gRPC clients. Services, and NATS itself, can be stopped,
-//! killed and started again on the same port and data to test faults.
+//! killed and started again on the same port and data to test faults. mypage's read model
+//! can live in its SQL database or in a DynamoDB table of its own on a shared [`Moto`].
+
+pub mod moto;
+
+pub use moto::Moto;
 
 use std::{collections::HashMap, future::Future, net::SocketAddr, time::Duration};
 
@@ -40,6 +45,15 @@ pub enum Backend {
     Postgres,
 }
 
+/// Where mypage keeps its read model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadModel {
+    /// The service's SQL database, on the platform's backend.
+    Sql,
+    /// A table of its own on the shared moto server.
+    Dynamodb,
+}
+
 /// A service running as a task of the test process.
 struct Running {
     stop: CancellationToken,
@@ -57,12 +71,35 @@ pub struct Platform {
     running: HashMap<Service, Running>,
     /// Extra instances sharing a service's database, as replicas behind a Kubernetes Service.
     replicas: Vec<Running>,
+    /// Settings only mypage gets: where its read model lives.
+    mypage_env: Vec<(String, String)>,
 }
 
 impl Platform {
     /// Starts NATS and all four services.
     pub async fn start(backend: Backend) -> anyhow::Result<Self> {
+        Self::start_with(backend, ReadModel::Sql).await
+    }
+
+    /// Starts NATS and all four services, with mypage's read model in `read_model`.
+    pub async fn start_with(backend: Backend, read_model: ReadModel) -> anyhow::Result<Self> {
         init_logging();
+        let mypage_env = match read_model {
+            ReadModel::Sql => Vec::new(),
+            ReadModel::Dynamodb => {
+                let moto = Moto::shared().await?;
+                let table = format!("mypage-{}", uuid::Uuid::new_v4().simple());
+                [
+                    ("RENTACAR_MYPAGE_STORE", "dynamodb"),
+                    ("RENTACAR_MYPAGE_DYNAMODB_TABLE", &table),
+                    ("RENTACAR_MYPAGE_DYNAMODB_ENDPOINT", moto.endpoint()),
+                    ("RENTACAR_MYPAGE_DYNAMODB_CREATE_TABLE", "true"),
+                ]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect()
+            }
+        };
         let binary = NatsServer::find_binary()
             .context("nats-server not found: run `cargo xtask test`, which installs it into .tools/")?;
         let nats_store = tempfile::tempdir()?;
@@ -97,6 +134,7 @@ impl Platform {
             addrs: HashMap::new(),
             running: HashMap::new(),
             replicas: Vec::new(),
+            mypage_env,
         };
         // Payment first: reservation is configured with its address.
         for service in [
@@ -138,17 +176,32 @@ impl Platform {
         Ok(addr)
     }
 
-    fn spawn(&self, service: Service, listener: TcpListener) -> Running {
-        let env = Env::from_pairs([
+    /// The settings `service` runs with on this platform.
+    pub fn env(&self, service: Service) -> Env {
+        let mut env = Env::from_pairs([
             ("RENTACAR_DATABASE_URL", self.databases[&service].clone()),
             ("RENTACAR_NATS_URL", self.nats.url()),
             ("RENTACAR_DRAIN_MS", "0".to_owned()),
             ("RENTACAR_PAYMENT_TIMEOUT_MS", "2000".to_owned()),
         ]);
-        let env = match self.addrs.get(&Service::Payment) {
-            Some(payment) => env.with("RENTACAR_PAYMENT_URL", format!("http://{payment}")),
-            None => env,
-        };
+        if let Some(payment) = self.addrs.get(&Service::Payment) {
+            env = env.with("RENTACAR_PAYMENT_URL", format!("http://{payment}"));
+        }
+        if service == Service::Mypage {
+            for (name, value) in &self.mypage_env {
+                env = env.with(name, value);
+            }
+        }
+        env
+    }
+
+    /// mypage's configuration on this platform, as `rentacar mypage rebuild` would read it.
+    pub fn mypage_config(&self) -> anyhow::Result<rentacar_mypage::Config> {
+        Ok(rentacar_mypage::Config::from_env(&self.env(Service::Mypage))?)
+    }
+
+    fn spawn(&self, service: Service, listener: TcpListener) -> Running {
+        let env = self.env(service);
         let stop = CancellationToken::new();
         let token = stop.clone();
         let task = tokio::spawn(async move { service.run(&env, listener, token).await });
