@@ -366,6 +366,24 @@ impl Platform {
     }
 }
 
+/// A `Reserve` of `car` for `customer`, paid with the card that always approves.
+pub fn reserve(
+    request_id: &str,
+    customer: &str,
+    car: &str,
+    pickup: &str,
+    ret: &str,
+) -> rentacar_proto::reservation::ReserveRequest {
+    rentacar_proto::reservation::ReserveRequest {
+        request_id: request_id.into(),
+        customer_id: customer.into(),
+        car_number: car.into(),
+        pickup_date: pickup.into(),
+        return_date: ret.into(),
+        payment_method: "tok_visa".into(),
+    }
+}
+
 /// Registers a car and waits until reservation's catalog replica has it.
 pub async fn register_car(
     platform: &Platform,

@@ -17,7 +17,7 @@ use rentacar_proto::{
     },
     reservation::{CancelReservationRequest, Reservation, ReservationStatus, ReserveRequest},
 };
-use rentacar_testkit::{Backend, Platform, ReadModel, Svc, eventually, register_car};
+use rentacar_testkit::{Backend, Platform, ReadModel, Svc, eventually, register_car, reserve};
 
 /// A provider the suite runs against.
 #[derive(Debug, Clone, Copy)]
@@ -64,17 +64,6 @@ on_every_provider!(
     paging_through_many_results,
     a_rebuild_produces_the_same_view,
 );
-
-fn reserve(request_id: &str, customer: &str, car: &str, pickup: &str, ret: &str) -> ReserveRequest {
-    ReserveRequest {
-        request_id: request_id.into(),
-        customer_id: customer.into(),
-        car_number: car.into(),
-        pickup_date: pickup.into(),
-        return_date: ret.into(),
-        payment_method: "tok_visa".into(),
-    }
-}
 
 /// Reserves and waits for the saga to settle; returns the reservation in its final state.
 async fn reserve_settled(platform: &Platform, request: ReserveRequest) -> anyhow::Result<Reservation> {

@@ -7,24 +7,11 @@ use async_nats::HeaderMap;
 use rentacar_proto::{
     common::Money,
     payment::{GetPaymentRequest, PayRequest, PaymentStatus, Rental},
-    reservation::{
-        CancelReservationRequest, GetReservationRequest, Reservation, ReservationStatus, ReserveRequest,
-    },
+    reservation::{CancelReservationRequest, GetReservationRequest, Reservation, ReservationStatus},
 };
 use rentacar_reservation::domain::ReserveCommand;
-use rentacar_testkit::{Backend, Platform, Svc, eventually, register_car};
+use rentacar_testkit::{Backend, Platform, Svc, eventually, register_car, reserve};
 use rentacar_types::{FieldViolations, RentalPeriod};
-
-fn reserve(request_id: &str, customer: &str, car: &str, pickup: &str, ret: &str) -> ReserveRequest {
-    ReserveRequest {
-        request_id: request_id.into(),
-        customer_id: customer.into(),
-        car_number: car.into(),
-        pickup_date: pickup.into(),
-        return_date: ret.into(),
-        payment_method: "tok_visa".into(),
-    }
-}
 
 fn settled(r: &Reservation) -> bool {
     matches!(

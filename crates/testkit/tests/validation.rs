@@ -6,9 +6,9 @@ use rentacar_proto::{
     fleet::{GetCarRequest, ListCarsRequest, RegisterCarRequest},
     mypage::{GetCarAvailabilityRequest, ListAvailableCarsRequest, ListMyReservationsRequest},
     payment::{CancelPaymentRequest, PayRequest, PaymentStatus},
-    reservation::{ListReservationsRequest, ReserveRequest},
+    reservation::ListReservationsRequest,
 };
-use rentacar_testkit::{Backend, Platform, eventually, register_car};
+use rentacar_testkit::{Backend, Platform, eventually, register_car, reserve};
 use tonic::{Code, Status};
 use tonic_types::StatusExt;
 
@@ -27,17 +27,6 @@ fn jpy(amount_minor: i64) -> Option<Money> {
         currency_code: "JPY".into(),
         amount_minor,
     })
-}
-
-fn reserve(request_id: &str, customer: &str, car: &str, pickup: &str, ret: &str) -> ReserveRequest {
-    ReserveRequest {
-        request_id: request_id.into(),
-        customer_id: customer.into(),
-        car_number: car.into(),
-        pickup_date: pickup.into(),
-        return_date: ret.into(),
-        payment_method: "tok_visa".into(),
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
