@@ -127,6 +127,8 @@ pub struct Consumer<A> {
     js: jetstream::Context,
     /// Failed deliveries before an event is dead-lettered.
     dead_letter_after: i64,
+    /// Copies of the stream, should this consumer be the one to create it.
+    stream_replicas: usize,
 }
 
 impl<H: Handler> Consumer<Inbox<H>> {
@@ -156,7 +158,14 @@ impl<A: Apply> Consumer<A> {
             applier,
             js,
             dead_letter_after: DEAD_LETTER_AFTER,
+            stream_replicas: 1,
         }
+    }
+
+    /// Creates the stream, when missing, with `replicas` copies instead of one.
+    pub fn stream_replicas(mut self, replicas: usize) -> Self {
+        self.stream_replicas = replicas;
+        self
     }
 
     /// Dead-letters an event after `deliveries` failed deliveries instead of the default.
@@ -206,7 +215,7 @@ impl<A: Apply> Consumer<A> {
     }
 
     async fn subscribe(&self) -> Result<pull::Stream, async_nats::Error> {
-        let stream = stream::ensure(&self.js).await?;
+        let stream = stream::ensure(&self.js, self.stream_replicas).await?;
         let config = pull::Config {
             durable_name: Some(self.name.clone()),
             filter_subjects: self.subjects.clone(),

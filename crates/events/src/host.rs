@@ -19,6 +19,7 @@ use crate::{Apply, Consumer, Handler, Outbox};
 pub struct Host<S> {
     listener: Listener,
     js: jetstream::Context,
+    stream_replicas: usize,
     tasks: Tasks,
     state: S,
 }
@@ -39,15 +40,18 @@ impl Host<Sql> {
         listener: impl Into<Listener>,
         shutdown: &CancellationToken,
     ) -> Result<Self, RunError> {
-        let mut host = Host::start_with(service, &config.nats_url, listener, async {
-            let db = db::wait_and_migrate::<M>(&config.database_url, shutdown).await?;
+        let mut host = Host::start_with(service, config, listener, async {
+            let db = db::wait_and_migrate::<M>(&config.database_connect_url(), shutdown).await?;
             Ok(Sql {
                 db,
                 outbox: Outbox::new(),
             })
         })
         .await?;
-        let relay = host.state.outbox.relay(host.state.db.clone(), host.js.clone());
+        let relay = host
+            .state
+            .outbox
+            .relay(host.state.db.clone(), host.js.clone(), host.stream_replicas);
         host.tasks.spawn(|stop| relay.run(stop));
         Ok(host)
     }
@@ -63,7 +67,8 @@ impl Host<Sql> {
     /// Runs a durable consumer named `name` of `subjects` until the service stops; the
     /// handler's changes commit with the inbox in the service's database.
     pub fn consume<H: Handler>(&mut self, name: &str, subjects: &[&str], handler: H) {
-        let consumer = Consumer::new(name, subjects, handler, self.state.db.clone(), self.js.clone());
+        let consumer = Consumer::new(name, subjects, handler, self.state.db.clone(), self.js.clone())
+            .stream_replicas(self.stream_replicas);
         self.tasks.spawn(|stop| consumer.run(stop));
     }
 
@@ -80,7 +85,7 @@ impl<S> Host<S> {
     /// that is being migrated or checked), then connects to NATS in the background.
     pub async fn start_with(
         service: &str,
-        nats_url: &str,
+        config: &ServiceConfig,
         listener: impl Into<Listener>,
         state: impl Future<Output = Result<S, RunError>>,
     ) -> Result<Self, RunError> {
@@ -88,12 +93,13 @@ impl<S> Host<S> {
         let not_ready = serve_not_ready(&listener);
         let state = state.await?;
         drop(not_ready);
-        let nats = crate::connect(nats_url, service)
+        let nats = crate::connect(&config.nats_url, service)
             .await
             .map_err(|e| RunError::Setup("NATS client", e.into()))?;
         Ok(Self {
             listener,
             js: jetstream::new(nats),
+            stream_replicas: config.stream_replicas,
             tasks: Tasks::new(),
             state,
         })
@@ -106,7 +112,8 @@ impl<S> Host<S> {
 
     /// Runs a durable consumer named `name` of `subjects`, handing events to `applier`.
     pub fn consume_with<A: Apply>(&mut self, name: &str, subjects: &[&str], applier: A) {
-        let consumer = Consumer::with_applier(name, subjects, applier, self.js.clone());
+        let consumer = Consumer::with_applier(name, subjects, applier, self.js.clone())
+            .stream_replicas(self.stream_replicas);
         self.tasks.spawn(|stop| consumer.run(stop));
     }
 

@@ -87,10 +87,12 @@ impl Outbox {
     }
 
     /// The relay that publishes this outbox's events from `db`.
-    pub fn relay(&self, db: DatabaseConnection, js: jetstream::Context) -> Relay {
+    /// It creates the stream when missing, with `stream_replicas` copies.
+    pub fn relay(&self, db: DatabaseConnection, js: jetstream::Context, stream_replicas: usize) -> Relay {
         Relay {
             db,
             js,
+            stream_replicas,
             wake: self.wake.clone(),
             stream_ready: AtomicBool::new(false),
         }
@@ -101,6 +103,7 @@ impl Outbox {
 pub struct Relay {
     db: DatabaseConnection,
     js: jetstream::Context,
+    stream_replicas: usize,
     wake: Arc<Notify>,
     /// Whether the stream is known to exist; checked again after any publish failure.
     stream_ready: AtomicBool,
@@ -164,7 +167,9 @@ impl Relay {
             return Ok(0);
         }
         if !self.stream_ready.load(Ordering::Relaxed) {
-            stream::ensure(&self.js).await.map_err(RelayError::Publish)?;
+            stream::ensure(&self.js, self.stream_replicas)
+                .await
+                .map_err(RelayError::Publish)?;
             self.stream_ready.store(true, Ordering::Relaxed);
         }
 

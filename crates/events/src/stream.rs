@@ -14,16 +14,26 @@ pub const SUBJECTS: &str = "rentacar.>";
 /// re-sends only after a failed or unacknowledged publish, which is much sooner than this.
 pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(10 * 60);
 
-/// Creates the stream if it does not exist yet; safe to call from every replica at start.
-pub async fn ensure(js: &jetstream::Context) -> Result<stream::Stream, async_nats::Error> {
-    let stream = js
-        .get_or_create_stream(stream::Config {
-            name: STREAM_NAME.to_owned(),
-            subjects: vec![SUBJECTS.to_owned()],
-            storage: stream::StorageType::File,
-            duplicate_window: DUPLICATE_WINDOW,
-            ..Default::default()
+/// Creates the stream if it does not exist yet, kept by `replicas` nodes of a NATS cluster
+/// (1 on a single server); safe to call from every replica at start. A stream created with
+/// fewer copies is raised to `replicas`.
+pub async fn ensure(js: &jetstream::Context, replicas: usize) -> Result<stream::Stream, async_nats::Error> {
+    let config = stream::Config {
+        name: STREAM_NAME.to_owned(),
+        subjects: vec![SUBJECTS.to_owned()],
+        storage: stream::StorageType::File,
+        duplicate_window: DUPLICATE_WINDOW,
+        num_replicas: replicas,
+        ..Default::default()
+    };
+    let stream = js.get_or_create_stream(config).await?;
+    let current = stream.cached_info().config.clone();
+    if current.num_replicas < replicas {
+        js.update_stream(stream::Config {
+            num_replicas: replicas,
+            ..current
         })
         .await?;
+    }
     Ok(stream)
 }

@@ -83,7 +83,7 @@ async fn a_resend_after_a_crash_is_kept_once() -> anyhow::Result<()> {
     outbox.store(&f.db, &car_registered("1111")).await?;
     outbox.store(&f.db, &car_registered("2222")).await?;
 
-    let relay = outbox.relay(f.db.clone(), f.js.clone());
+    let relay = outbox.relay(f.db.clone(), f.js.clone(), 1);
     assert_eq!(relay.publish_pending().await?, 2);
     assert_eq!(relay.publish_pending().await?, 0, "sent rows are not sent again");
     assert_eq!(rentacar_events::outbox::pending(&f.db).await?, 0);
@@ -91,7 +91,7 @@ async fn a_resend_after_a_crash_is_kept_once() -> anyhow::Result<()> {
     // The crash: the publish happened, the mark did not.
     f.db.execute_unprepared("UPDATE outbox SET sent_at_ms = NULL")
         .await?;
-    let restarted = outbox.relay(f.db.clone(), f.js.clone());
+    let restarted = outbox.relay(f.db.clone(), f.js.clone(), 1);
     assert_eq!(restarted.publish_pending().await?, 2);
     assert_eq!(count(&f.js, "rentacar.fleet.car_registered").await?, 2);
     Ok(())
@@ -154,7 +154,7 @@ async fn wait_until_drained(js: &jetstream::Context, consumer: &str) -> anyhow::
 #[tokio::test]
 async fn a_redelivered_event_is_applied_once() -> anyhow::Result<()> {
     let f = fixture().await?;
-    stream::ensure(&f.js).await.map_err(|e| anyhow::anyhow!(e))?;
+    stream::ensure(&f.js, 1).await.map_err(|e| anyhow::anyhow!(e))?;
     let event = car_registered("1111");
     publish_raw(&f.js, &event, "first-delivery").await?;
     publish_raw(&f.js, &event, "second-delivery").await?;
@@ -180,7 +180,7 @@ async fn a_redelivered_event_is_applied_once() -> anyhow::Result<()> {
 #[tokio::test]
 async fn a_failing_handler_gets_the_event_again() -> anyhow::Result<()> {
     let f = fixture().await?;
-    stream::ensure(&f.js).await.map_err(|e| anyhow::anyhow!(e))?;
+    stream::ensure(&f.js, 1).await.map_err(|e| anyhow::anyhow!(e))?;
     publish_raw(&f.js, &car_registered("1111"), "only").await?;
 
     let handler = Counting {
@@ -210,7 +210,7 @@ async fn a_failing_handler_gets_the_event_again() -> anyhow::Result<()> {
 #[tokio::test]
 async fn a_poison_event_is_dead_lettered_and_replayed_after_the_fix() -> anyhow::Result<()> {
     let f = fixture().await?;
-    stream::ensure(&f.js).await.map_err(|e| anyhow::anyhow!(e))?;
+    stream::ensure(&f.js, 1).await.map_err(|e| anyhow::anyhow!(e))?;
     let event = car_registered("1111");
     publish_raw(&f.js, &event, event.id()).await?;
 

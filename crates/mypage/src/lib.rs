@@ -59,7 +59,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
                     .await
                     .map_err(|e| RunError::Setup("DynamoDB table", e.into()))
             };
-            let mut host = Host::start_with(SERVICE, &config.service.nats_url, listener, table).await?;
+            let mut host = Host::start_with(SERVICE, &config.service, listener, table).await?;
             let views = host.state().clone();
             host.consume_with(PROJECTION, &SUBJECTS, views.clone());
             let api = grpc::MyPageApi::new(Arc::new(views.clone()));

@@ -58,7 +58,7 @@ pub async fn rebuild(config: &Config) -> Result<u64, RebuildError> {
     let js = jetstream::new(client);
     match &config.store {
         StoreConfig::Sql => {
-            let db = db::connect_and_migrate::<Migrator>(&config.service.database_url).await?;
+            let db = db::connect_and_migrate::<Migrator>(&config.service.database_connect_url()).await?;
             SqlViews::new(db.clone()).clear(PROJECTION).await?;
             replay(&js, &Inbox::new(SqlProjection, db)).await
         }

@@ -67,26 +67,27 @@ impl Service {
         result.with_context(|| format!("{} stopped with an error", self.name()))
     }
 
-    /// Checks the service's configuration without running it.
-    pub fn check_config(self, env: &Env) -> Result<(), ConfigError> {
+    /// Checks everything `serve` reads without running it, and returns where the service
+    /// would listen: `RENTACAR_LISTEN_ADDR` (default `0.0.0.0:<port>`).
+    pub fn check_config(self, env: &Env) -> Result<SocketAddr, ConfigError> {
         match self {
             Self::Reservation => rentacar_reservation::Config::from_env(env).map(drop),
             Self::Payment => ServiceConfig::from_env(env, self.name()).map(drop),
             Self::Fleet => ServiceConfig::from_env(env, self.name()).map(drop),
             Self::Mypage => rentacar_mypage::Config::from_env(env).map(drop),
-        }
+        }?;
+        let default_addr = SocketAddr::from(([0, 0, 0, 0], self.default_port()));
+        env.parse_or(
+            "RENTACAR_LISTEN_ADDR",
+            default_addr,
+            "an address such as 0.0.0.0:50051",
+        )
     }
 }
 
 /// `rentacar serve <service>`: listens on `RENTACAR_LISTEN_ADDR` (default `0.0.0.0:<port>`).
 pub async fn serve(service: Service, env: &Env) -> anyhow::Result<()> {
-    service.check_config(env)?;
-    let default_addr = SocketAddr::from(([0, 0, 0, 0], service.default_port()));
-    let addr = env.parse_or(
-        "RENTACAR_LISTEN_ADDR",
-        default_addr,
-        "an address such as 0.0.0.0:50051",
-    )?;
+    let addr = service.check_config(env)?;
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
@@ -106,7 +107,7 @@ pub async fn serve(service: Service, env: &Env) -> anyhow::Result<()> {
 /// `rentacar migrate <service>`: brings the service's database up to date.
 pub async fn migrate(service: Service, env: &Env) -> anyhow::Result<()> {
     let config = ServiceConfig::from_env(env, service.name())?;
-    let url = &config.database_url;
+    let url = &config.database_connect_url();
     let result = match service {
         Service::Reservation => {
             db::connect_and_migrate::<rentacar_reservation::migration::Migrator>(url).await
@@ -115,7 +116,8 @@ pub async fn migrate(service: Service, env: &Env) -> anyhow::Result<()> {
         Service::Fleet => db::connect_and_migrate::<rentacar_fleet::migration::Migrator>(url).await,
         Service::Mypage => db::connect_and_migrate::<rentacar_mypage::migration::Migrator>(url).await,
     };
-    let db = result.with_context(|| format!("migrating {} at {url}", service.name()))?;
+    let shown = &config.database_url;
+    let db = result.with_context(|| format!("migrating {} at {shown}", service.name()))?;
     let applied = match service {
         Service::Reservation => {
             rentacar_reservation::migration::Migrator::get_applied_migrations(&db).await?

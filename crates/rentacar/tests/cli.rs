@@ -11,6 +11,8 @@ use tonic_health::pb::{
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_rentacar");
+/// The health entry the manifests' liveness and startup probes ask for.
+const LIVENESS: &str = rentacar_runtime::server::LIVENESS;
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -132,6 +134,11 @@ async fn serves_without_nats_and_drains_on_sigterm() {
             .success()
     );
     wait_for_health(port, ServingStatus::NotServing).await;
+    assert_eq!(
+        health(port, LIVENESS).await,
+        Some(ServingStatus::Serving as i32),
+        "a draining process is still alive"
+    );
     let status = child.wait().await.unwrap();
     assert!(status.success(), "exit status {status:?}");
 }
@@ -190,6 +197,11 @@ async fn not_serving_until_the_database_is_there() {
         .spawn()
         .unwrap();
     wait_for_health_of(port, "", ServingStatus::NotServing).await;
+    assert_eq!(
+        health(port, LIVENESS).await,
+        Some(ServingStatus::Serving as i32),
+        "waiting for its database, the process is alive: no restart"
+    );
 
     let admin = Database::connect(&admin_url).await.unwrap();
     admin
@@ -276,7 +288,7 @@ async fn mypage_rebuild_reports_the_events_it_applied() {
     );
 
     let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
-    stream::ensure(&js).await.unwrap();
+    stream::ensure(&js, 1).await.unwrap();
     for number in ["1111", "2222"] {
         let car = CarRegistered {
             car_number: number.into(),

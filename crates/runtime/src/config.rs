@@ -4,7 +4,13 @@
 //! the value it had and what would have been accepted, so a bad ConfigMap fails loudly at
 //! rollout instead of at the first request.
 
-use std::{collections::HashMap, fmt::Display, str::FromStr, time::Duration};
+use std::{
+    collections::{BTreeSet, HashMap},
+    fmt::Display,
+    str::FromStr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 /// A variable held a value the process cannot run with.
 #[derive(Debug, thiserror::Error)]
@@ -21,14 +27,17 @@ pub struct ConfigError {
 pub struct Env {
     values: HashMap<String, String>,
     read_process: bool,
+    /// Every name asked for, shared by clones: what the process reads, for checking that
+    /// the manifests set nothing it ignores.
+    asked: Arc<Mutex<BTreeSet<String>>>,
 }
 
 impl Env {
     /// Reads the process environment.
     pub fn process() -> Self {
         Self {
-            values: HashMap::new(),
             read_process: true,
+            ..Self::default()
         }
     }
 
@@ -36,7 +45,7 @@ impl Env {
     pub fn from_pairs<K: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (K, V)>) -> Self {
         Self {
             values: pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect(),
-            read_process: false,
+            ..Self::default()
         }
     }
 
@@ -48,12 +57,24 @@ impl Env {
 
     /// The raw value of `name`, if set and not empty.
     pub fn get(&self, name: &str) -> Option<String> {
+        self.asked
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(name.to_owned());
         let value = match self.values.get(name) {
             Some(value) => Some(value.clone()),
             None if self.read_process => std::env::var(name).ok(),
             None => None,
         };
         value.filter(|v| !v.trim().is_empty())
+    }
+
+    /// The names asked for so far, set or not.
+    pub fn asked(&self) -> BTreeSet<String> {
+        self.asked
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 
     /// Parses `name` as `T`, or returns `default` when it is unset.
@@ -100,13 +121,28 @@ fn join_schemes(schemes: &[&str]) -> impl Display {
         .join(" or ")
 }
 
+/// A value that never shows in logs or `Debug` output.
+#[derive(Clone)]
+struct Hidden(String);
+
+impl std::fmt::Debug for Hidden {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("(hidden)")
+    }
+}
+
 /// Settings every service process has.
 #[derive(Debug, Clone)]
 pub struct ServiceConfig {
-    /// sea-orm URL of the service's own database (`sqlite://…` or `postgres://…`).
+    /// sea-orm URL of the service's own database (`sqlite://…` or `postgres://…`), as
+    /// configured: without the password, so it can be shown.
     pub database_url: String,
+    /// The database password, kept apart from the URL (it comes from a Secret).
+    database_password: Option<Hidden>,
     /// The NATS server with JetStream that carries events.
     pub nats_url: String,
+    /// Copies of the event stream the NATS cluster keeps, when this process creates it.
+    pub stream_replicas: usize,
     /// How long a stopping process keeps serving after turning NOT_SERVING, so that load
     /// balancers and the mesh see the change before connections are refused.
     pub drain_period: Duration,
@@ -114,20 +150,56 @@ pub struct ServiceConfig {
 
 impl ServiceConfig {
     /// `RENTACAR_DATABASE_URL` (default: a SQLite file `<RENTACAR_DATA_DIR>/<service>.db`),
-    /// `RENTACAR_NATS_URL` (default `nats://127.0.0.1:4222`) and `RENTACAR_DRAIN_MS`
-    /// (default 5000).
+    /// `RENTACAR_DATABASE_PASSWORD` (PostgreSQL only), `RENTACAR_NATS_URL` (default
+    /// `nats://127.0.0.1:4222`), `RENTACAR_NATS_STREAM_REPLICAS` (1 to 5, default 1) and
+    /// `RENTACAR_DRAIN_MS` (default 5000).
     pub fn from_env(env: &Env, service: &str) -> Result<Self, ConfigError> {
         let data_dir = env.get("RENTACAR_DATA_DIR").unwrap_or_else(|| "data".to_owned());
         let default_db = format!("sqlite://{data_dir}/{service}.db?mode=rwc");
+        let database_url = env.url_or(
+            "RENTACAR_DATABASE_URL",
+            &default_db,
+            &["sqlite", "postgres", "postgresql"],
+        )?;
+        let database_password = env.get("RENTACAR_DATABASE_PASSWORD").map(Hidden);
+        if database_password.is_some() && database_url.starts_with("sqlite") {
+            return Err(ConfigError {
+                variable: "RENTACAR_DATABASE_PASSWORD".to_owned(),
+                value: "(hidden)".to_owned(),
+                expected: "no password with a SQLite RENTACAR_DATABASE_URL".to_owned(),
+            });
+        }
+        let stream_replicas =
+            env.parse_or("RENTACAR_NATS_STREAM_REPLICAS", 1, "a whole number from 1 to 5")?;
+        if !(1..=5).contains(&stream_replicas) {
+            return Err(ConfigError {
+                variable: "RENTACAR_NATS_STREAM_REPLICAS".to_owned(),
+                value: stream_replicas.to_string(),
+                expected: "a whole number from 1 to 5 (JetStream's limit)".to_owned(),
+            });
+        }
         Ok(Self {
-            database_url: env.url_or(
-                "RENTACAR_DATABASE_URL",
-                &default_db,
-                &["sqlite", "postgres", "postgresql"],
-            )?,
+            database_url,
+            database_password,
             nats_url: env.url_or("RENTACAR_NATS_URL", "nats://127.0.0.1:4222", &["nats", "tls"])?,
+            stream_replicas,
             drain_period: env.millis_or("RENTACAR_DRAIN_MS", Duration::from_secs(5))?,
         })
+    }
+
+    /// The URL to connect with: the configured one with the password put in.
+    pub fn database_connect_url(&self) -> String {
+        let Some(Hidden(password)) = &self.database_password else {
+            return self.database_url.clone();
+        };
+        let Ok(mut url) = url::Url::parse(&self.database_url) else {
+            return self.database_url.clone();
+        };
+        // A URL without a host takes no password; connecting then reports what is wrong.
+        match url.set_password(Some(password)) {
+            Ok(()) => url.into(),
+            Err(()) => self.database_url.clone(),
+        }
     }
 }
 
@@ -141,6 +213,38 @@ mod tests {
         let err = ServiceConfig::from_env(&env, "fleet").unwrap_err();
         assert_eq!(err.variable, "RENTACAR_DRAIN_MS");
         assert!(err.to_string().contains("RENTACAR_DRAIN_MS=\"soon\""), "{err}");
+    }
+
+    #[test]
+    fn the_password_goes_into_the_url_only_to_connect() {
+        let env = Env::from_pairs([
+            ("RENTACAR_DATABASE_URL", "postgres://fleet@db.internal:5432/fleet"),
+            ("RENTACAR_DATABASE_PASSWORD", "p@ss/word"),
+        ]);
+        let config = ServiceConfig::from_env(&env, "fleet").unwrap();
+        assert_eq!(config.database_url, "postgres://fleet@db.internal:5432/fleet");
+        assert_eq!(
+            config.database_connect_url(),
+            "postgres://fleet:p%40ss%2Fword@db.internal:5432/fleet"
+        );
+        assert!(!format!("{config:?}").contains("p@ss"));
+    }
+
+    #[test]
+    fn stream_replicas_stay_within_what_jetstream_allows() {
+        let env = Env::from_pairs([("RENTACAR_NATS_STREAM_REPLICAS", "7")]);
+        let err = ServiceConfig::from_env(&env, "fleet").unwrap_err();
+        assert_eq!(err.variable, "RENTACAR_NATS_STREAM_REPLICAS");
+        let env = Env::from_pairs([("RENTACAR_NATS_STREAM_REPLICAS", "3")]);
+        assert_eq!(ServiceConfig::from_env(&env, "fleet").unwrap().stream_replicas, 3);
+    }
+
+    #[test]
+    fn every_name_asked_for_is_recorded() {
+        let env = Env::from_pairs([("RENTACAR_DRAIN_MS", "10")]);
+        ServiceConfig::from_env(&env.clone(), "fleet").unwrap();
+        assert!(env.asked().contains("RENTACAR_DRAIN_MS"));
+        assert!(env.asked().contains("RENTACAR_DATABASE_PASSWORD"));
     }
 
     #[test]

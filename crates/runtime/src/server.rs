@@ -24,6 +24,11 @@ const READINESS_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 /// load (SQLite has a single connection) is not an outage.
 const MISSES_BEFORE_NOT_SERVING: u32 = 3;
 
+/// The health entry that is SERVING for as long as the process runs, whether or not it is
+/// ready: what liveness and startup probes ask, so that a database outage or a drain never
+/// gets a pod restarted.
+pub const LIVENESS: &str = "liveness";
+
 /// Calls admitted at once per connection before new ones are shed with UNAVAILABLE.
 const CONCURRENCY_PER_CONNECTION: usize = 256;
 
@@ -56,6 +61,7 @@ pub fn serve_not_ready(listener: &Listener) -> DropGuard {
     tokio::spawn(async move {
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_service_status("", ServingStatus::NotServing).await;
+        health.set_service_status(LIVENESS, ServingStatus::Serving).await;
         let served = tonic::transport::Server::builder()
             .add_service(health_service)
             .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
@@ -130,6 +136,7 @@ impl Server {
         let listener = listener.into();
         let (health, health_service) = tonic_health::server::health_reporter();
         set_status(&health, &self.service_names, ServingStatus::Serving).await;
+        health.set_service_status(LIVENESS, ServingStatus::Serving).await;
 
         let reflection = || {
             let mut builder = tonic_reflection::server::Builder::configure()
