@@ -289,16 +289,32 @@ mod tests {
         ]
     }
 
+    fn manifest(relative: &str) -> Value {
+        let path = format!("{}/../../{relative}", env!("CARGO_MANIFEST_DIR"));
+        serde_yaml_ng::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+    }
+
     /// The ACK `Table` shipped for EKS describes the table this code creates and checks.
     #[test]
     fn the_provisioned_table_matches_the_code() {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../deploy/k8s/overlays/eks/mypage-table.yaml"
-        );
-        let manifest: Value = serde_yaml_ng::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-        let spec = &manifest["spec"];
+        let manifest = manifest("deploy/k8s/overlays/eks/mypage-table.yaml");
+        assert_table_matches_the_code(&manifest["spec"]);
+    }
 
+    /// So does the one the kro RentalStack creates.
+    #[test]
+    fn the_kro_stacks_table_matches_the_code() {
+        let graph = manifest("deploy/kro/rental-stack.yaml");
+        let table = graph["spec"]["resources"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .find(|resource| resource["template"]["kind"] == "Table")
+            .expect("the RentalStack creates a Table");
+        assert_table_matches_the_code(&table["template"]["spec"]);
+    }
+
+    fn assert_table_matches_the_code(spec: &Value) {
         assert_eq!(key_of(&spec["keySchema"]), expected(&TABLE_KEY));
 
         let mut attributes = BTreeSet::from([TABLE_KEY.partition, TABLE_KEY.sort]);
