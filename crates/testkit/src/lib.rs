@@ -6,7 +6,9 @@
 //! port 0 and hands out generated gRPC clients. Services, and NATS itself, can be stopped,
 //! killed and started again on the same port and data to test faults. mypage's read model
 //! can live in its SQL database or in a DynamoDB table of its own on a shared [`Moto`].
+//! [`envoy`] puts payment behind a real Envoy configured from the mesh's policy.
 
+pub mod envoy;
 pub mod moto;
 
 pub use moto::Moto;
@@ -73,6 +75,8 @@ pub struct Platform {
     replicas: Vec<Running>,
     /// Settings only mypage gets: where its read model lives.
     mypage_env: Vec<(String, String)>,
+    /// Settings a test gave a service on top of the platform's.
+    overrides: HashMap<Service, Vec<(String, String)>>,
 }
 
 impl Platform {
@@ -135,6 +139,7 @@ impl Platform {
             running: HashMap::new(),
             replicas: Vec::new(),
             mypage_env,
+            overrides: HashMap::new(),
         };
         // Payment first: reservation is configured with its address.
         for service in [
@@ -192,7 +197,29 @@ impl Platform {
                 env = env.with(name, value);
             }
         }
+        for (name, value) in self.overrides.get(&service).into_iter().flatten() {
+            env = env.with(name, value);
+        }
         env
+    }
+
+    /// Restarts `service` (gracefully, on its port and data) with `settings` on top of the
+    /// platform's, as a changed ConfigMap and a rollout would.
+    pub async fn reconfigure(&mut self, service: Service, settings: &[(&str, &str)]) -> anyhow::Result<()> {
+        self.overrides.insert(
+            service,
+            settings
+                .iter()
+                .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+                .collect(),
+        );
+        self.stop_service(service).await?;
+        self.start_service(service).await
+    }
+
+    /// The database `service` (and its replicas) use.
+    pub fn database_url(&self, service: Service) -> &str {
+        &self.databases[&service]
     }
 
     /// mypage's configuration on this platform, as `rentacar mypage rebuild` would read it.
