@@ -6,6 +6,7 @@ use std::{
     time::Duration,
 };
 
+use rentacar_testkit::free_port;
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
@@ -13,14 +14,6 @@ use tonic_health::pb::{
 const BIN: &str = env!("CARGO_BIN_EXE_rentacar");
 /// The health entry the manifests' liveness and startup probes ask for.
 const LIVENESS: &str = rentacar_runtime::server::LIVENESS;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 #[test]
 fn a_bad_variable_is_named_and_the_process_exits_non_zero() {

@@ -15,7 +15,10 @@ use rentacar_proto::{
     common::Money,
     payment::{PayRequest, Rental, payment_service_client::PaymentServiceClient},
 };
-use rentacar_testkit::envoy::{Envoy, PaymentPolicy, Route, wait_until};
+use rentacar_testkit::{
+    envoy::{Envoy, PaymentPolicy, Route, wait_until},
+    free_port,
+};
 use sea_orm_migration::sea_orm::{ConnectionTrait, Database, DatabaseConnection, TransactionTrait};
 use tokio::{
     net::{TcpListener, TcpStream},
@@ -28,14 +31,6 @@ use tonic_health::pb::{
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_rentacar");
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A PostgreSQL database of payment's own, dropped at the end.
 struct PaymentDatabase {

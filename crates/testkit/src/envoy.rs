@@ -23,16 +23,10 @@ use tokio::{
 };
 use tonic::transport::Channel;
 
+use crate::free_port;
+
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The first document of `file` (under mesh/istio) of `kind` named `name`.

@@ -460,6 +460,11 @@ pub async fn wait_for_catalog(platform: &Platform, car_number: &str) {
     .await
 }
 
+/// A TCP port that was free a moment ago, for a process that must be told its port.
+pub fn free_port() -> u16 {
+    rentacar_events::nats_server::free_port().expect("no free TCP port")
+}
+
 /// Waits until `check` returns `Some`, polling; fails the test after [`EVENTUALLY`].
 pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
 where
