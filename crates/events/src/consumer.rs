@@ -20,10 +20,11 @@ use rentacar_proto::events::EventEnvelope;
 use rentacar_runtime::db;
 use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::{
     dead_letter::{self, DEAD_LETTER_AFTER},
-    inbox, stream,
+    inbox, stream, trace,
 };
 
 /// How long the server waits for an ack before redelivering.
@@ -258,7 +259,13 @@ impl<A: Apply> Consumer<A> {
             }
         };
 
-        match self.applier.apply(&self.name, &event, &delivery).await {
+        let span = trace::process_span(&self.name, &message.subject, message.headers.as_ref());
+        let applied = self
+            .applier
+            .apply(&self.name, &event, &delivery)
+            .instrument(span)
+            .await;
+        match applied {
             Ok(()) => ack(&message, AckKind::Ack).await,
             Err(err) => {
                 let error = error_chain(&err);

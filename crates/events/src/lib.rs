@@ -25,6 +25,7 @@ pub mod migration;
 pub mod nats_server;
 pub mod outbox;
 pub mod stream;
+mod trace;
 
 pub use consumer::{Apply, Consumer, Delivery, Handler, HandlerError, Inbox};
 pub use envelope::Event;

@@ -16,7 +16,7 @@ use sea_orm::{
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::{Event, stream};
+use crate::{Event, stream, trace};
 
 pub(crate) mod entity {
     use sea_orm::entity::prelude::*;
@@ -32,6 +32,9 @@ pub(crate) mod entity {
         pub payload: Vec<u8>,
         pub created_at_ms: i64,
         pub sent_at_ms: Option<i64>,
+        /// The trace context of the change that stored the event (W3C).
+        pub traceparent: Option<String>,
+        pub tracestate: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -66,14 +69,18 @@ impl Outbox {
         Self::default()
     }
 
-    /// Adds `event` to the outbox within the caller's transaction.
+    /// Adds `event` to the outbox within the caller's transaction, with the current trace
+    /// context, which the event continues when it is published.
     pub async fn store(&self, txn: &impl ConnectionTrait, event: &Event) -> Result<(), DbErr> {
+        let (traceparent, tracestate) = trace::current();
         let row = entity::ActiveModel {
             event_id: Set(event.id().to_owned()),
             subject: Set(event.subject().to_owned()),
             payload: Set(event.encode()),
             created_at_ms: Set(now_ms()),
             sent_at_ms: Set(None),
+            traceparent: Set(traceparent),
+            tracestate: Set(tracestate),
             ..Default::default()
         };
         entity::Entity::insert(row).exec_without_returning(txn).await?;
@@ -176,8 +183,15 @@ impl Relay {
         // Send the whole batch, then collect acks: one round trip of latency, not one each.
         let mut acks = Vec::with_capacity(pending.len());
         for row in &pending {
+            let span = trace::publish_span(
+                &row.subject,
+                &row.event_id,
+                row.traceparent.as_deref(),
+                row.tracestate.as_deref(),
+            );
             let mut headers = HeaderMap::new();
             headers.insert("Nats-Msg-Id", row.event_id.as_str());
+            trace::inject(&span, &mut headers);
             let ack = self
                 .js
                 .publish_with_headers(row.subject.clone(), headers, row.payload.clone().into())
@@ -186,11 +200,12 @@ impl Relay {
                     self.stream_ready.store(false, Ordering::Relaxed);
                     RelayError::Publish(e.into())
                 })?;
-            acks.push((row.id, ack));
+            // The span ends once the stream acknowledged the event.
+            acks.push((row.id, ack, span));
         }
         let mut sent = Vec::with_capacity(acks.len());
         let mut failure = None;
-        for (id, ack) in acks {
+        for (id, ack, _span) in acks {
             match ack.await {
                 Ok(_) => sent.push(id),
                 Err(err) => {

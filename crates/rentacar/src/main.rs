@@ -62,9 +62,13 @@ async fn main() -> anyhow::Result<()> {
     // Two TLS crypto back ends are linked in (the AWS SDK brings its own); say which one
     // the rest of the process uses.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    telemetry::init(telemetry::LogFormat::from_env(&env)?);
+    let process_name = match &cli.command {
+        Command::Serve { service } => service.name(),
+        _ => "rentacar",
+    };
+    let telemetry = telemetry::init(&telemetry::TelemetryConfig::from_env(&env, process_name)?)?;
 
-    match cli.command {
+    let result = match cli.command {
         Command::Serve { service } => rentacar::serve(service, &env).await,
         Command::Up => up::run(&env).await,
         Command::Migrate { service } => rentacar::migrate(service, &env).await,
@@ -79,5 +83,7 @@ async fn main() -> anyhow::Result<()> {
                 rentacar::dead_letters::replay(&env, consumer.as_deref()).await
             }
         },
-    }
+    };
+    telemetry.shutdown().await;
+    result
 }

@@ -7,7 +7,7 @@ use std::{
 };
 
 use rentacar::Service;
-use rentacar_runtime::{config::Env, server::LIVENESS, telemetry::LogFormat};
+use rentacar_runtime::{config::Env, server::LIVENESS, telemetry::TelemetryConfig};
 use serde_yaml_ng::Value;
 
 const SERVICES: [Service; 4] = [
@@ -86,7 +86,7 @@ fn check_as_the_binary_does(service: Service, vars: &BTreeMap<String, String>) -
     let addr = service
         .check_config(&env)
         .unwrap_or_else(|e| panic!("{}'s manifests: {e}", service.name()));
-    LogFormat::from_env(&env).unwrap();
+    TelemetryConfig::from_env(&env, service.name()).unwrap();
     let asked = env.asked();
     let ignored: Vec<_> = vars.keys().filter(|name| !asked.contains(*name)).collect();
     assert!(
@@ -225,7 +225,7 @@ fn the_kro_stack_sets_only_variables_the_binary_reads() {
     {
         let env = Env::from_pairs(pod_env(service, &patch));
         service.check_config(&env).unwrap();
-        LogFormat::from_env(&env).unwrap();
+        TelemetryConfig::from_env(&env, service.name()).unwrap();
         read.extend(env.asked());
     }
     let mut config_maps = 0;

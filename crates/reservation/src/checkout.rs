@@ -14,6 +14,7 @@ use rentacar_events::Outbox;
 use rentacar_proto::payment::PaymentStatus;
 use sea_orm::DatabaseConnection;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::{
     Error,
@@ -83,7 +84,9 @@ impl Checkout {
 
         let this = self.clone();
         let method = command.payment_method;
-        tokio::spawn(async move { this.pay(pending, &method).await })
+        // The charge continues the caller's trace in its own task.
+        let charge = async move { this.pay(pending, &method).await };
+        tokio::spawn(charge.instrument(tracing::Span::current()))
             .await
             .map_err(|e| Error::Interrupted(e.to_string()))?
     }

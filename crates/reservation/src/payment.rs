@@ -12,6 +12,7 @@ use tonic::{
     Code, Status,
     transport::{Channel, Endpoint},
 };
+use tonic_tracing_opentelemetry::middleware::client::{OtelGrpcLayer, OtelGrpcService};
 use tonic_types::StatusExt;
 
 use crate::Error;
@@ -22,7 +23,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 #[derive(Clone)]
 pub struct PaymentClient {
-    client: PaymentServiceClient<Channel>,
+    /// Each call is a client span whose context goes along as `traceparent`.
+    client: PaymentServiceClient<OtelGrpcService<Channel>>,
 }
 
 impl PaymentClient {
@@ -32,8 +34,9 @@ impl PaymentClient {
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(timeout)
             .connect_lazy();
+        let traced = tower::ServiceBuilder::new().layer(OtelGrpcLayer).service(channel);
         Ok(Self {
-            client: PaymentServiceClient::new(channel),
+            client: PaymentServiceClient::new(traced),
         })
     }
 

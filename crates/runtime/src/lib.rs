@@ -10,6 +10,7 @@
 
 pub mod config;
 pub mod db;
+pub mod metrics;
 pub mod server;
 pub mod shutdown;
 pub mod status;

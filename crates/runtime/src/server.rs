@@ -15,6 +15,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tonic::{body::Body, server::NamedService, service::RoutesBuilder};
 use tonic_health::{ServingStatus, server::HealthReporter};
+use tonic_tracing_opentelemetry::middleware::server::OtelGrpcLayer;
+
+use crate::metrics::RpcMetricsLayer;
 
 /// How often readiness re-checks the store.
 const READINESS_CHECK_INTERVAL: Duration = Duration::from_secs(5);
@@ -176,12 +179,21 @@ impl Server {
         let result = tonic::transport::Server::builder()
             .concurrency_limit_per_connection(CONCURRENCY_PER_CONNECTION)
             .load_shed(true)
+            // A span per call, continuing the caller's trace (health checks and
+            // reflection are left out), and its duration by method and status.
+            .layer(OtelGrpcLayer::default().filter(traced))
+            .layer(RpcMetricsLayer::default())
             .add_routes(routes.routes())
             .serve_with_incoming_shutdown(listener.incoming(), stop_accepting.cancelled_owned())
             .await;
         watcher.abort();
         result
     }
+}
+
+/// Whether calls to `path` get a span: not probes' health checks nor reflection.
+fn traced(path: &str) -> bool {
+    !path.starts_with("/grpc.health.") && !path.starts_with("/grpc.reflection.")
 }
 
 /// Keeps health in step with the store, and runs the drain when shutdown fires.
