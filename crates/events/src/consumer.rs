@@ -7,7 +7,14 @@
 //! minutes: long enough to ride out a restart of a database or a service) it moves to
 //! the dead-letter stream (see [`crate::dead_letter`]).
 
-use std::{future::Future, time::Duration};
+use std::{
+    future::Future,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 use async_nats::jetstream::{
     self,
@@ -15,6 +22,7 @@ use async_nats::jetstream::{
     message::AckKind,
 };
 use futures::StreamExt;
+use opentelemetry::{KeyValue, metrics::Counter};
 use prost::Message as _;
 use rentacar_proto::events::EventEnvelope;
 use rentacar_runtime::db;
@@ -24,7 +32,7 @@ use tracing::Instrument;
 
 use crate::{
     dead_letter::{self, DEAD_LETTER_AFTER},
-    inbox, stream, trace,
+    inbox, metrics, stream, trace,
 };
 
 /// How long the server waits for an ack before redelivering.
@@ -105,15 +113,21 @@ impl<H: Handler> Apply for Inbox<H> {
         delivery: &Delivery,
     ) -> Result<(), HandlerError> {
         self.handler.prepare(event).await?;
-        let txn = db::begin_write(&self.db).await?;
-        if !inbox::record(&txn, consumer, &event.event_id, delivery.stream_sequence).await? {
-            tracing::debug!(consumer, event_id = %event.event_id, "already applied; skipped");
-            txn.rollback().await?;
-            return Ok(());
+        let transaction = async {
+            let txn = db::begin_write(&self.db).await?;
+            if !inbox::record(&txn, consumer, &event.event_id, delivery.stream_sequence).await? {
+                tracing::debug!(consumer, event_id = %event.event_id, "already applied; skipped");
+                txn.rollback().await?;
+                return Ok(false);
+            }
+            self.handler.handle(&txn, event, delivery).await?;
+            txn.commit().await?;
+            Ok::<_, HandlerError>(true)
+        };
+        let span = tracing::trace_span!(target: "otel::tracing", "inbox transaction");
+        if transaction.instrument(span).await? {
+            self.handler.after_commit();
         }
-        self.handler.handle(&txn, event, delivery).await?;
-        txn.commit().await?;
-        self.handler.after_commit();
         Ok(())
     }
 }
@@ -130,6 +144,9 @@ pub struct Consumer<A> {
     dead_letter_after: i64,
     /// Copies of the stream, should this consumer be the one to create it.
     stream_replicas: usize,
+    /// Events not yet delivered to this consumer, as of its last delivery.
+    lag: Arc<AtomicU64>,
+    dead_letters: Counter<u64>,
 }
 
 impl<H: Handler> Consumer<Inbox<H>> {
@@ -160,6 +177,8 @@ impl<A: Apply> Consumer<A> {
             js,
             dead_letter_after: DEAD_LETTER_AFTER,
             stream_replicas: 1,
+            lag: Arc::default(),
+            dead_letters: metrics::dead_letters(),
         }
     }
 
@@ -176,7 +195,8 @@ impl<A: Apply> Consumer<A> {
     }
 
     /// Consumes until `shutdown` fires. NATS being away is waited out, never fatal.
-    pub async fn run(self, shutdown: CancellationToken) {
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        self.lag = metrics::consumer_lag(&self.name);
         let mut backoff = Duration::from_millis(100);
         while !shutdown.is_cancelled() {
             let subscribed = tokio::select! {
@@ -240,10 +260,13 @@ impl<A: Apply> Consumer<A> {
 
     async fn process(&self, message: jetstream::Message) {
         let delivery = match message.info() {
-            Ok(info) => Delivery {
-                stream_sequence: info.stream_sequence,
-                delivered: info.delivered,
-            },
+            Ok(info) => {
+                self.lag.store(info.pending, Ordering::Relaxed);
+                Delivery {
+                    stream_sequence: info.stream_sequence,
+                    delivered: info.delivered,
+                }
+            }
             Err(err) => {
                 tracing::warn!(consumer = %self.name, error = %err, "message without JetStream metadata");
                 return;
@@ -284,6 +307,10 @@ impl<A: Apply> Consumer<A> {
     async fn dead_letter(&self, message: &jetstream::Message, delivery: &Delivery, error: &str) {
         match dead_letter::send(&self.js, &self.name, message, delivery, error).await {
             Ok(()) => {
+                self.dead_letters.add(
+                    1,
+                    &[KeyValue::new("messaging.consumer.group.name", self.name.clone())],
+                );
                 tracing::error!(consumer = %self.name, subject = %message.subject, seq = delivery.stream_sequence, delivered = delivery.delivered, error, "event dead-lettered; replay it with `rentacar dead-letters replay` after the fix");
                 ack(message, AckKind::Term).await;
             }

@@ -51,7 +51,8 @@ impl Host<Sql> {
         let relay = host
             .state
             .outbox
-            .relay(host.state.db.clone(), host.js.clone(), host.stream_replicas);
+            .relay(host.state.db.clone(), host.js.clone(), host.stream_replicas)
+            .reporting_as(service);
         host.tasks.spawn(|stop| relay.run(stop));
         Ok(host)
     }

@@ -21,6 +21,7 @@ pub mod dead_letter;
 mod envelope;
 mod host;
 mod inbox;
+mod metrics;
 pub mod migration;
 pub mod nats_server;
 pub mod outbox;

@@ -16,7 +16,7 @@ use sea_orm::{
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::{Event, stream, trace};
+use crate::{Event, metrics::OutboxLag, stream, trace};
 
 pub(crate) mod entity {
     use sea_orm::entity::prelude::*;
@@ -102,9 +102,13 @@ impl Outbox {
             stream_replicas,
             wake: self.wake.clone(),
             stream_ready: AtomicBool::new(false),
+            lag: None,
         }
     }
 }
+
+/// How often the relay counts what it has not sent yet; a count is one indexed query.
+const LAG_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Publishes stored events in order and marks them sent once the stream acknowledged them.
 pub struct Relay {
@@ -114,6 +118,8 @@ pub struct Relay {
     wake: Arc<Notify>,
     /// Whether the stream is known to exist; checked again after any publish failure.
     stream_ready: AtomicBool,
+    /// Where the lag is reported, once the relay is named.
+    lag: Option<Arc<OutboxLag>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -125,11 +131,22 @@ pub enum RelayError {
 }
 
 impl Relay {
+    /// Reports this outbox's lag as `service`'s (`rentacar.outbox.*` metrics).
+    pub fn reporting_as(mut self, service: &str) -> Self {
+        self.lag = Some(OutboxLag::registered(service));
+        self
+    }
+
     /// Runs until `shutdown` fires, then makes one last bounded attempt to flush.
     pub async fn run(self, shutdown: CancellationToken) {
         let mut backoff = Duration::from_millis(100);
+        let mut measured = tokio::time::Instant::now() - LAG_INTERVAL;
         loop {
             let outcome = self.publish_pending().await;
+            if measured.elapsed() >= LAG_INTERVAL {
+                self.measure_lag().await;
+                measured = tokio::time::Instant::now();
+            }
             let wait = match outcome {
                 Ok(sent) if sent as u64 == BATCH => continue,
                 Ok(_) => {
@@ -159,6 +176,19 @@ impl Relay {
         };
         if tokio::time::timeout(FLUSH_ON_SHUTDOWN, flush).await.is_err() {
             tracing::warn!("outbox not empty at shutdown; the next start sends the rest");
+        }
+    }
+
+    async fn measure_lag(&self) {
+        let Some(lag) = &self.lag else { return };
+        let unsent = || entity::Entity::find().filter(entity::Column::SentAtMs.is_null());
+        let oldest = unsent().order_by_asc(entity::Column::Id).one(&self.db).await;
+        match (pending(&self.db).await, oldest) {
+            (Ok(count), Ok(oldest)) => {
+                let age = oldest.map_or(0, |row| (now_ms() - row.created_at_ms).max(0) as u64);
+                lag.set(count, age);
+            }
+            (Err(err), _) | (_, Err(err)) => tracing::debug!(error = %err, "outbox lag not measured"),
         }
     }
 

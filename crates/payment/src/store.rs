@@ -75,6 +75,13 @@ fn now_ms() -> i64 {
 
 /// Charges once per reservation. A repeated call returns the stored outcome: the same
 /// approved (or refunded) payment, or the same decline.
+/// A span, as the transaction is the call's main work.
+#[tracing::instrument(
+    target = "otel::tracing",
+    level = "trace",
+    name = "payments transaction",
+    skip_all
+)]
 pub async fn pay(db: &DatabaseConnection, outbox: &Outbox, charge: Charge) -> Result<Payment, Error> {
     match pay_once(db, outbox, charge.clone()).await {
         // A concurrent identical call inserted first: this one now finds its payment.

@@ -76,6 +76,7 @@ impl Checkout {
                     status: Status::PendingPayment,
                     payment_id: String::new(),
                     rejection_reason: None,
+                    created_at_ms: store::now_ms(),
                 };
                 store::insert_pending(&self.db, &pending).await?;
                 pending

@@ -73,6 +73,8 @@ pub struct Reservation {
     pub payment_id: String,
     /// Why the car's dates could not be booked, when rejected.
     pub rejection_reason: Option<String>,
+    /// When `Reserve` recorded it, in milliseconds since the epoch.
+    pub created_at_ms: i64,
 }
 
 /// A validated `Reserve` request.

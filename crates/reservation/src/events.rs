@@ -11,6 +11,7 @@ use sea_orm::{DatabaseConnection, DatabaseTransaction};
 use crate::{
     Error,
     domain::{Reservation, Status},
+    metrics::SagaMetrics,
     payment::PaymentClient,
     store::{self, catalog_car},
     watch::Changes,
@@ -54,8 +55,10 @@ pub struct SagaHandler {
     pub outbox: Outbox,
     pub payments: PaymentClient,
     pub changes: Changes,
-    /// Reservations changed by the transaction in progress, announced after it commits.
-    pub changed: std::sync::Mutex<Vec<String>>,
+    /// Reservations changed by the transaction in progress (with their new state and when
+    /// they were recorded), announced and counted after it commits.
+    pub changed: std::sync::Mutex<Vec<(String, Status, i64)>>,
+    pub metrics: SagaMetrics,
 }
 
 /// The subjects of the saga consumer. Refunds are followed too: whichever of a refund and
@@ -137,10 +140,11 @@ impl Handler for SagaHandler {
         };
         // A reservation canceled meanwhile, or an event seen before, moves nothing.
         if store::transition(txn, &self.outbox, reservation_id, to, reason, payload).await? {
-            self.changed
-                .lock()
-                .expect("not poisoned")
-                .push(reservation_id.clone());
+            self.changed.lock().expect("not poisoned").push((
+                reservation_id.clone(),
+                to,
+                reservation.created_at_ms,
+            ));
         } else {
             tracing::info!(
                 reservation_id,
@@ -154,8 +158,9 @@ impl Handler for SagaHandler {
 
     fn after_commit(&self) {
         self.outbox.wake();
-        for id in self.changed.lock().expect("not poisoned").drain(..) {
+        for (id, to, created_at_ms) in self.changed.lock().expect("not poisoned").drain(..) {
             self.changes.notify(&id);
+            self.metrics.ended(to, created_at_ms);
         }
     }
 }

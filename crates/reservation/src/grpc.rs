@@ -14,6 +14,7 @@ use crate::{
     Error,
     checkout::Checkout,
     domain::{self, Reservation, ReserveCommand, Status as State},
+    metrics::SagaMetrics,
     payment::PaymentClient,
     store,
     watch::{self, Changes, WatchStream},
@@ -25,6 +26,7 @@ pub struct ReservationApi {
     payments: PaymentClient,
     checkout: Checkout,
     changes: Changes,
+    metrics: SagaMetrics,
     /// Ends open watches when the server stops, so they do not hold up the drain.
     shutdown: CancellationToken,
 }
@@ -36,6 +38,7 @@ impl ReservationApi {
         payments: PaymentClient,
         checkout: Checkout,
         changes: Changes,
+        metrics: SagaMetrics,
         shutdown: CancellationToken,
     ) -> Self {
         Self {
@@ -44,6 +47,7 @@ impl ReservationApi {
             payments,
             checkout,
             changes,
+            metrics,
             shutdown,
         }
     }
@@ -73,8 +77,11 @@ impl ReservationApi {
                 RefundCause::CustomerCanceled,
             )
             .await?;
-        let now = store::cancel(&self.db, &self.outbox, &reservation).await?;
+        let (now, canceled_here) = store::cancel(&self.db, &self.outbox, &reservation).await?;
         self.changes.notify(&now.reservation_id);
+        if canceled_here {
+            self.metrics.ended(State::Canceled, now.created_at_ms);
+        }
         match now.status {
             State::Canceled => Ok(now),
             // The saga rejected it meanwhile; the refund was its refund.

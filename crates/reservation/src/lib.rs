@@ -22,6 +22,7 @@ pub mod domain;
 mod error;
 mod events;
 mod grpc;
+mod metrics;
 pub mod migration;
 mod payment;
 mod store;
@@ -77,12 +78,14 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         events::CatalogHandler,
     );
     let changes = watch::Changes::default();
+    let saga_metrics = metrics::SagaMetrics::new();
     let saga = events::SagaHandler {
         db: host.db(),
         outbox: host.outbox(),
         payments: payments.clone(),
         changes: changes.clone(),
         changed: Default::default(),
+        metrics: saga_metrics.clone(),
     };
     host.consume("reservation-saga", &events::SAGA_SUBJECTS, saga);
     let checkout =
@@ -95,6 +98,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         payments,
         checkout,
         changes,
+        saga_metrics,
         shutdown.clone(),
     );
     let server = Server::new(config.service.drain_period).add_service(ReservationServiceServer::new(api));

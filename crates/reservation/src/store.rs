@@ -62,7 +62,7 @@ pub mod catalog_car {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
@@ -87,6 +87,7 @@ impl TryFrom<reservation::Model> for Reservation {
             status,
             payment_id: row.payment_id,
             rejection_reason: row.rejection_reason,
+            created_at_ms: row.created_at_ms,
         })
     }
 }
@@ -136,6 +137,12 @@ pub async fn find_any(db: &impl ConnectionTrait, reservation_id: &str) -> Result
 
 /// Records a reservation about to be paid. A concurrent retry of the same request may have
 /// recorded it first, which is fine: both go on to the same idempotent payment.
+#[tracing::instrument(
+    target = "otel::tracing",
+    level = "trace",
+    name = "reservations insert",
+    skip_all
+)]
 pub async fn insert_pending(db: &DatabaseConnection, reservation: &Reservation) -> Result<(), Error> {
     let now = now_ms();
     let row = reservation::Model {
@@ -149,7 +156,7 @@ pub async fn insert_pending(db: &DatabaseConnection, reservation: &Reservation) 
         currency_code: reservation.price.currency_code.clone(),
         status: Status::PendingPayment.as_str().to_owned(),
         payment_id: String::new(),
-        created_at_ms: now,
+        created_at_ms: reservation.created_at_ms,
         updated_at_ms: now,
         rejection_reason: None,
     };
@@ -164,6 +171,12 @@ pub async fn insert_pending(db: &DatabaseConnection, reservation: &Reservation) 
 
 /// Moves a pending reservation to PAID with its `reservation.paid` event, and returns it as
 /// it now is (a concurrent call may have done it already).
+#[tracing::instrument(
+    target = "otel::tracing",
+    level = "trace",
+    name = "reservations mark paid",
+    skip_all
+)]
 pub async fn mark_paid(
     db: &DatabaseConnection,
     outbox: &Outbox,
@@ -259,19 +272,26 @@ pub async fn transition(
     Ok(true)
 }
 
-/// Cancels a reservation with its `reservation.canceled` event and returns it as it now is.
+/// Cancels a reservation with its `reservation.canceled` event and returns it as it now is,
+/// and whether this call canceled it.
+#[tracing::instrument(
+    target = "otel::tracing",
+    level = "trace",
+    name = "reservations cancel",
+    skip_all
+)]
 pub async fn cancel(
     db: &DatabaseConnection,
     outbox: &Outbox,
     reservation: &Reservation,
-) -> Result<Reservation, Error> {
+) -> Result<(Reservation, bool), Error> {
     let txn = db::begin_write(db).await?;
     let event = Payload::ReservationCanceled(ReservationCanceled {
         reservation_id: reservation.reservation_id.clone(),
         customer_id: reservation.customer_id.clone(),
         car_number: reservation.car_number.clone(),
     });
-    transition(
+    let changed = transition(
         &txn,
         outbox,
         &reservation.reservation_id,
@@ -282,9 +302,10 @@ pub async fn cancel(
     .await?;
     txn.commit().await?;
     outbox.wake();
-    find(db, &reservation.reservation_id)
+    let now = find(db, &reservation.reservation_id)
         .await?
-        .ok_or_else(|| Error::ReservationNotFound(reservation.reservation_id.clone()))
+        .ok_or_else(|| Error::ReservationNotFound(reservation.reservation_id.clone()))?;
+    Ok((now, changed))
 }
 
 /// One page of a customer's reservations, newest first, and the cursor of the next page.

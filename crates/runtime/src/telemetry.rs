@@ -167,6 +167,10 @@ fn invalid(variable: &str, value: &str, expected: &str) -> ConfigError {
     }
 }
 
+/// How long shutting down waits for each exporter: a collector that does not answer must
+/// not eat into the pod's grace period.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// The installed providers; [`Telemetry::shutdown`] flushes what is still buffered.
 pub struct Telemetry {
     tracer: SdkTracerProvider,
@@ -256,11 +260,11 @@ impl Telemetry {
     /// runtime to send, so this waits on a blocking thread rather than on the runtime's.
     pub async fn shutdown(self) {
         let done = tokio::task::spawn_blocking(move || {
-            if let Err(err) = self.tracer.shutdown() {
+            if let Err(err) = self.tracer.shutdown_with_timeout(FLUSH_TIMEOUT) {
                 tracing::warn!(error = %err, "flushing spans failed");
             }
             if let Some(meter) = self.meter
-                && let Err(err) = meter.shutdown()
+                && let Err(err) = meter.shutdown_with_timeout(FLUSH_TIMEOUT)
             {
                 tracing::warn!(error = %err, "flushing metrics failed");
             }

@@ -1,6 +1,7 @@
-//! What operators see in their tracing backend: a reservation is one trace from the
-//! customer's call through payment, every event and every consumer, with correct parent
-//! links, exported over OTLP to an in-process collector.
+//! What operators see: a reservation, a rejection with its refund and a cancel are each one
+//! trace from the customer's call through payment, every event and every consumer, with
+//! correct parent links; and the saga's metrics arrive with the values that happened. All
+//! exported over OTLP to an in-process collector.
 //!
 //! One test per binary: the telemetry is the process's global subscriber.
 
@@ -8,13 +9,16 @@ use std::{collections::BTreeMap, time::Duration};
 
 use fake_opentelemetry_collector::{ExportedSpan, FakeCollectorServer};
 use opentelemetry::trace::TraceContextExt;
-use rentacar_proto::reservation::{ReservationStatus, reservation_service_client::ReservationServiceClient};
+use rentacar_proto::reservation::{
+    CancelReservationRequest, ReservationStatus, reservation_service_client::ReservationServiceClient,
+};
 use rentacar_runtime::{
     config::Env,
     telemetry::{self, TelemetryConfig},
 };
 use rentacar_testkit::{Backend, Platform, Svc, register_car, reserve};
-use tonic_tracing_opentelemetry::middleware::client::OtelGrpcLayer;
+use tonic::transport::Channel;
+use tonic_tracing_opentelemetry::middleware::client::{OtelGrpcLayer, OtelGrpcService};
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
@@ -63,6 +67,18 @@ impl<'a> Trace<'a> {
         found[0]
     }
 
+    /// Whether `span` descends from `ancestor`.
+    fn within(&self, span: &ExportedSpan, ancestor: &ExportedSpan) -> bool {
+        let mut current = span;
+        while let Some(parent) = self.spans.iter().find(|s| s.span_id == current.parent_span_id) {
+            if parent.span_id == ancestor.span_id {
+                return true;
+            }
+            current = parent;
+        }
+        false
+    }
+
     fn names(&self) -> BTreeMap<String, usize> {
         let mut names = BTreeMap::new();
         for span in &self.spans {
@@ -80,24 +96,121 @@ fn assert_child(child: &ExportedSpan, parent: &ExportedSpan) {
     );
 }
 
+/// The exporters' view of the platform: spans and metrics as the collector received them.
+struct Exported {
+    collector: FakeCollectorServer,
+    telemetry: telemetry::Telemetry,
+    spans: Vec<ExportedSpan>,
+    /// The latest export of each metric, as JSON.
+    metrics: BTreeMap<String, serde_json::Value>,
+}
+
+impl Exported {
+    /// Flushes and collects until `done` holds for the spans received.
+    async fn until(&mut self, what: &str, done: impl Fn(&[ExportedSpan]) -> bool) {
+        let deadline = tokio::time::Instant::now() + rentacar_testkit::EVENTUALLY;
+        loop {
+            self.telemetry.flush().await;
+            drain(&mut self.collector, &mut self.spans).await;
+            loop {
+                let batch = self
+                    .collector
+                    .exported_metrics(1, Duration::from_millis(200))
+                    .await;
+                if batch.is_empty() {
+                    break;
+                }
+                for scope in batch {
+                    for metric in scope.metrics {
+                        self.metrics
+                            .insert(metric.name.clone(), serde_json::to_value(&metric).unwrap());
+                    }
+                }
+            }
+            if done(&self.spans) {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "never exported: {what}");
+        }
+    }
+
+    /// The data points of metric `name` whose attributes contain every fragment.
+    fn points(&self, name: &str, with: &[(&str, &str)]) -> Vec<serde_json::Value> {
+        let metric = self
+            .metrics
+            .get(name)
+            .unwrap_or_else(|| panic!("metric {name} was not exported; got {:?}", self.metrics.keys()));
+        let data = metric["data"].as_object().expect("metric data");
+        let (_, kind) = data.iter().next().expect("one kind of data");
+        kind["data_points"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|point| {
+                with.iter().all(|(key, fragment)| {
+                    point["attributes"][*key]
+                        .as_str()
+                        .is_some_and(|value| value.contains(fragment))
+                })
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// The value of the one data point of a counter or gauge.
+    fn value(&self, name: &str, with: &[(&str, &str)]) -> f64 {
+        let points = self.points(name, with);
+        assert_eq!(points.len(), 1, "one point of {name} {with:?}: {points:?}");
+        let value = &points[0]["value"];
+        value["AsInt"]
+            .as_f64()
+            .or_else(|| value["AsDouble"].as_f64())
+            .expect("a number")
+    }
+}
+
+/// Whether a consumer span of `subject` by `group` is in the trace.
+fn processed(spans: &[ExportedSpan], trace_id: &str, subject: &str, group: &str) -> bool {
+    Trace::of(spans, trace_id).spans.iter().any(|s| {
+        s.name == format!("{subject} process")
+            && s.attributes
+                .get("messaging.consumer.group.name")
+                .is_some_and(|v| v.contains(group))
+    })
+}
+
+/// A traced client of reservation, as a generated client with the OpenTelemetry layer.
+fn customer_client(channel: Channel) -> ReservationServiceClient<OtelGrpcService<Channel>> {
+    ReservationServiceClient::new(tower::ServiceBuilder::new().layer(OtelGrpcLayer).service(channel))
+}
+
+/// A new root span for a customer's action, and its trace id.
+fn customer_action(name: &'static str) -> (tracing::Span, String) {
+    let span = tracing::info_span!("customer action", otel.name = name);
+    let trace_id = span.context().span().span_context().trace_id().to_string();
+    (span, trace_id)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_reservation_is_one_trace_across_every_hop() -> anyhow::Result<()> {
-    let mut collector = FakeCollectorServer::start().await.expect("collector");
+async fn every_flow_is_one_trace_and_the_saga_is_measured() -> anyhow::Result<()> {
+    let collector = FakeCollectorServer::start().await.expect("collector");
     let env = Env::from_pairs([("OTEL_EXPORTER_OTLP_ENDPOINT", collector.endpoint())]);
     let telemetry = telemetry::init(&TelemetryConfig::from_env(&env, "rentacar-test")?)?;
+    let mut exported = Exported {
+        collector,
+        telemetry,
+        spans: Vec::new(),
+        metrics: BTreeMap::new(),
+    };
     let platform = Platform::start(Backend::Sqlite).await?;
     register_car(&platform, "TRACE-1", "Corolla", 5000).await?;
+    let mut client = customer_client(platform.channel(Svc::Reservation).await);
 
-    // The customer's call, traced on the client side as a generated client with the
-    // OpenTelemetry layer would do it.
-    let customer = tracing::info_span!("customer reserves");
-    let trace_id = customer.context().span().span_context().trace_id().to_string();
-    let channel = tower::ServiceBuilder::new()
-        .layer(OtelGrpcLayer)
-        .service(platform.channel(Svc::Reservation).await);
-    let reserved = ReservationServiceClient::new(channel)
+    // The saga: a reservation confirmed.
+    let (span, saga) = customer_action("reserve");
+    let reserved = client
         .reserve(reserve("trace-1", "tracy", "TRACE-1", "2031-07-01", "2031-07-04"))
-        .instrument(customer)
+        .instrument(span)
         .await?
         .into_inner()
         .reservation
@@ -107,28 +220,56 @@ async fn a_reservation_is_one_trace_across_every_hop() -> anyhow::Result<()> {
             r.status() == ReservationStatus::Confirmed
         })
         .await?;
-    // mypage's projection of the confirmation is the last hop.
-    let mut spans = Vec::new();
-    let projected = |spans: &[ExportedSpan]| {
-        Trace::of(spans, &trace_id).spans.iter().any(|s| {
-            s.name == "rentacar.reservation.confirmed process"
-                && s.attributes
-                    .get("messaging.consumer.group.name")
-                    .is_some_and(|v| v.contains("mypage-projection"))
-        })
-    };
-    let deadline = tokio::time::Instant::now() + rentacar_testkit::EVENTUALLY;
-    while !projected(&spans) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "mypage's projection was never exported"
-        );
-        telemetry.flush().await;
-        drain(&mut collector, &mut spans).await;
-    }
 
-    let trace = Trace::of(&spans, &trace_id);
+    // A rejection: the same days again are paid, then refused by fleet and refunded.
+    let (span, rejection) = customer_action("reserve taken days");
+    let refused = client
+        .reserve(reserve("trace-2", "rita", "TRACE-1", "2031-07-02", "2031-07-03"))
+        .instrument(span)
+        .await?
+        .into_inner()
+        .reservation
+        .unwrap();
+    platform
+        .watch_until(&refused.reservation_id, |r| {
+            r.status() == ReservationStatus::Rejected
+        })
+        .await?;
+
+    // A cancel: the first customer gives the car back.
+    let (span, cancel) = customer_action("cancel");
+    client
+        .cancel_reservation(CancelReservationRequest {
+            reservation_id: reserved.reservation_id.clone(),
+            customer_id: "tracy".into(),
+        })
+        .instrument(span)
+        .await?;
+
+    exported
+        .until("the last hop of each flow", |spans| {
+            processed(
+                spans,
+                &saga,
+                "rentacar.reservation.confirmed",
+                "mypage-projection",
+            ) && processed(
+                spans,
+                &rejection,
+                "rentacar.reservation.rejected",
+                "mypage-projection",
+            ) && processed(
+                spans,
+                &cancel,
+                "rentacar.reservation.canceled",
+                "mypage-projection",
+            ) && processed(spans, &cancel, "rentacar.payment.canceled", "fleet-bookings")
+        })
+        .await;
     let consumer = |group: &'static str| ("messaging.consumer.group.name", group);
+
+    // The saga, hop by hop.
+    let trace = Trace::of(&exported.spans, &saga);
     let reserve_client = trace.find(
         "rentacar.reservation.v1.ReservationService/Reserve",
         "CLIENT",
@@ -143,7 +284,6 @@ async fn a_reservation_is_one_trace_across_every_hop() -> anyhow::Result<()> {
     let pay_client = trace.find("rentacar.payment.v1.PaymentService/Pay", "CLIENT", &[]);
     let pay_server = trace.find("rentacar.payment.v1.PaymentService/Pay", "SERVER", &[]);
     assert_child(pay_server, pay_client);
-
     // payment → fleet: the approval books the car.
     let approved = trace.find("rentacar.payment.approved publish", "PRODUCER", &[]);
     let booking = trace.find(
@@ -168,29 +308,120 @@ async fn a_reservation_is_one_trace_across_every_hop() -> anyhow::Result<()> {
         &[consumer("mypage-projection")],
     );
     assert_child(projected, confirmed);
-
-    // Each event continues the span of the change that caused it.
-    let within = |span: &ExportedSpan, ancestor: &ExportedSpan| {
-        let mut current = span;
-        while let Some(parent) = trace.spans.iter().find(|s| s.span_id == current.parent_span_id) {
-            if parent.span_id == ancestor.span_id {
-                return true;
-            }
-            current = parent;
-        }
-        false
-    };
-    assert!(within(pay_client, reserve_server), "Pay is called within Reserve");
+    // Each event continues the span of the change that caused it, and database work
+    // shows inside the consumers.
     assert!(
-        within(approved, pay_server),
-        "the approval is published from Pay's change"
+        trace.within(pay_client, reserve_server),
+        "Pay is called within Reserve"
     );
-    assert!(within(booked, booking), "car_booked comes from fleet's booking");
     assert!(
-        within(confirmed, confirming),
-        "the confirmation comes from the saga's step"
+        trace.within(approved, pay_server),
+        "the approval comes from Pay's change"
+    );
+    assert!(
+        trace.within(booked, booking),
+        "car_booked comes from fleet's booking"
+    );
+    assert!(
+        trace.within(confirmed, confirming),
+        "the confirmation comes from the saga"
+    );
+    for step in [booking, confirming, projected] {
+        assert!(
+            trace
+                .spans
+                .iter()
+                .any(|s| s.name == "inbox transaction" && s.parent_span_id == step.span_id),
+            "{} shows its database transaction",
+            step.name
+        );
+    }
+
+    // The rejection: fleet refuses, reservation refunds, mypage follows.
+    let trace = Trace::of(&exported.spans, &rejection);
+    let refusing = trace.find(
+        "rentacar.fleet.booking_rejected process",
+        "CONSUMER",
+        &[consumer("reservation-saga")],
+    );
+    let refund = trace.find("rentacar.payment.v1.PaymentService/CancelPayment", "SERVER", &[]);
+    assert!(
+        trace.within(refund, refusing),
+        "the refund is made by the saga's step"
+    );
+    trace.find(
+        "rentacar.reservation.rejected process",
+        "CONSUMER",
+        &[consumer("mypage-projection")],
     );
 
-    telemetry.shutdown().await;
+    // The cancel: refunded, the days freed by fleet, mypage follows.
+    let trace = Trace::of(&exported.spans, &cancel);
+    let cancel_server = trace.find(
+        "rentacar.reservation.v1.ReservationService/CancelReservation",
+        "SERVER",
+        &[],
+    );
+    let refund = trace.find("rentacar.payment.v1.PaymentService/CancelPayment", "SERVER", &[]);
+    assert!(trace.within(refund, cancel_server));
+    let refunded = trace.find("rentacar.payment.canceled publish", "PRODUCER", &[]);
+    let release = trace.find(
+        "rentacar.payment.canceled process",
+        "CONSUMER",
+        &[consumer("fleet-bookings")],
+    );
+    assert_child(release, refunded);
+
+    // The figures operators watch.
+    exported.until("metrics of every outcome", |_| true).await;
+    let outcome = |name: &'static str| ("outcome", name);
+    assert_eq!(
+        exported.value("rentacar.reservation.outcomes", &[outcome("confirmed")]),
+        1.0
+    );
+    assert_eq!(
+        exported.value("rentacar.reservation.outcomes", &[outcome("rejected")]),
+        1.0
+    );
+    assert_eq!(
+        exported.value("rentacar.reservation.outcomes", &[outcome("canceled")]),
+        1.0
+    );
+    let sagas = exported.points("rentacar.saga.duration", &[]);
+    assert_eq!(sagas.len(), 1);
+    assert_eq!(sagas[0]["count"], 1, "one reservation was confirmed");
+    assert!(sagas[0]["sum"].as_f64().unwrap() > 0.0);
+    let reserves = exported.points(
+        "rpc.server.call.duration",
+        &[
+            ("rpc.method", "ReservationService/Reserve"),
+            ("rpc.response.status_code", "OK"),
+        ],
+    );
+    assert!(reserves.iter().map(|p| p["count"].as_u64().unwrap()).sum::<u64>() >= 2);
+    // wait_for_catalog probes with a token payment refuses: errors by code.
+    assert!(
+        !exported
+            .points(
+                "rpc.server.call.duration",
+                &[("rpc.response.status_code", "INVALID_ARGUMENT")]
+            )
+            .is_empty()
+    );
+    for service in ["reservation", "payment", "fleet"] {
+        assert!(exported.value("rentacar.outbox.pending", &[("service", service)]) >= 0.0);
+    }
+    for group in ["fleet-bookings", "reservation-saga", "mypage-projection"] {
+        assert_eq!(
+            exported.value(
+                "rentacar.consumer.lag",
+                &[("messaging.consumer.group.name", group)]
+            ),
+            0.0,
+            "{group} has caught up"
+        );
+    }
+
+    exported.telemetry.shutdown().await;
     platform.shutdown().await
 }
