@@ -319,3 +319,82 @@ async fn mypage_rebuild_reports_the_events_it_applied() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("RENTACAR_MYPAGE_STORE"));
 }
+
+/// A log line written while a call is served carries the caller's trace id (from its
+/// `traceparent`), as JSON in the cluster and as text without colour codes off a terminal.
+#[tokio::test]
+async fn log_lines_carry_the_callers_trace_id() {
+    use rentacar_proto::{
+        common::Money,
+        fleet::{RegisterCarRequest, fleet_service_client::FleetServiceClient},
+    };
+    use tokio::io::AsyncReadExt;
+
+    const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+    for format in ["json", "text"] {
+        let data = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut child = tokio::process::Command::new(BIN)
+            .args(["serve", "fleet"])
+            .env("RENTACAR_DATA_DIR", data.path())
+            .env("RENTACAR_LISTEN_ADDR", format!("127.0.0.1:{port}"))
+            .env("RENTACAR_NATS_URL", format!("nats://127.0.0.1:{}", free_port()))
+            .env("RENTACAR_DRAIN_MS", "0")
+            .env("RENTACAR_LOG_FORMAT", format)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        wait_for_health(port, ServingStatus::Serving).await;
+
+        let mut request = tonic::Request::new(RegisterCarRequest {
+            car_number: "LOG-1".into(),
+            model: "Corolla".into(),
+            daily_price: Some(Money {
+                currency_code: "JPY".into(),
+                amount_minor: 5000,
+            }),
+        });
+        request.metadata_mut().insert(
+            "traceparent",
+            format!("00-{TRACE_ID}-00f067aa0ba902b7-01").parse().unwrap(),
+        );
+        FleetServiceClient::new(channel(port).await.unwrap())
+            .register_car(request)
+            .await
+            .unwrap();
+
+        // Lines go to stderr unbuffered: what was logged is there when the process stops.
+        child.kill().await.unwrap();
+        let mut stderr = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .await
+            .unwrap();
+
+        assert!(
+            !stderr.contains('\u{1b}'),
+            "no colour codes off a terminal: {stderr}"
+        );
+        let line = stderr
+            .lines()
+            .find(|line| line.contains("car registered"))
+            .unwrap_or_else(|| panic!("no registration logged: {stderr}"));
+        match format {
+            "json" => {
+                let fields: serde_json::Value = serde_json::from_str(line).unwrap();
+                assert_eq!(fields["trace_id"], TRACE_ID, "{line}");
+                assert_eq!(fields["span_id"].as_str().map(str::len), Some(16), "{line}");
+            }
+            _ => assert!(
+                line.starts_with(&format!("trace_id={TRACE_ID} span_id=")),
+                "{line}"
+            ),
+        }
+    }
+}
