@@ -305,7 +305,16 @@ impl<A: Apply> Consumer<A> {
 
     /// Moves a poison message to the dead-letter stream, then stops its redelivery.
     async fn dead_letter(&self, message: &jetstream::Message, delivery: &Delivery, error: &str) {
-        match dead_letter::send(&self.js, &self.name, message, delivery, error).await {
+        match dead_letter::send(
+            &self.js,
+            &self.name,
+            message,
+            delivery,
+            error,
+            self.stream_replicas,
+        )
+        .await
+        {
             Ok(()) => {
                 self.dead_letters.add(
                     1,

@@ -40,17 +40,19 @@ pub struct DeadLetter {
     pub payload: bytes::Bytes,
 }
 
-/// Creates the dead-letter stream if it does not exist yet.
-pub async fn ensure(js: &jetstream::Context) -> Result<jetstream::stream::Stream, async_nats::Error> {
-    let stream = js
-        .get_or_create_stream(jetstream::stream::Config {
-            name: STREAM_NAME.to_owned(),
-            subjects: vec![format!("{SUBJECT_PREFIX}>")],
-            storage: jetstream::stream::StorageType::File,
-            ..Default::default()
-        })
-        .await?;
-    Ok(stream)
+/// Creates the dead-letter stream if it does not exist yet, kept by as many nodes as the
+/// event stream: a dead letter is the only copy of its event.
+pub async fn ensure(
+    js: &jetstream::Context,
+    replicas: usize,
+) -> Result<jetstream::stream::Stream, async_nats::Error> {
+    let config = jetstream::stream::Config {
+        name: STREAM_NAME.to_owned(),
+        subjects: vec![format!("{SUBJECT_PREFIX}>")],
+        storage: jetstream::stream::StorageType::File,
+        ..Default::default()
+    };
+    crate::stream::ensure_with(js, config, replicas).await
 }
 
 /// Stores `message` as a dead letter of `consumer` and waits for the stream's ack.
@@ -60,8 +62,9 @@ pub(crate) async fn send(
     message: &jetstream::Message,
     delivery: &Delivery,
     error: &str,
+    replicas: usize,
 ) -> Result<(), async_nats::Error> {
-    ensure(js).await?;
+    ensure(js, replicas).await?;
     let mut headers = message.headers.clone().unwrap_or_default();
     headers.insert(HEADER_ORIGINAL_SUBJECT, message.subject.as_str());
     headers.insert(HEADER_CONSUMER, consumer);

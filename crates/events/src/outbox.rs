@@ -52,7 +52,7 @@ const POLL_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How long the relay keeps trying to flush on shutdown before leaving the rest for the
 /// next start.
-const FLUSH_ON_SHUTDOWN: Duration = Duration::from_secs(3);
+pub const FLUSH_ON_SHUTDOWN: Duration = Duration::from_secs(3);
 
 pub(crate) fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()

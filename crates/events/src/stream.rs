@@ -23,8 +23,21 @@ pub async fn ensure(js: &jetstream::Context, replicas: usize) -> Result<stream::
         subjects: vec![SUBJECTS.to_owned()],
         storage: stream::StorageType::File,
         duplicate_window: DUPLICATE_WINDOW,
-        num_replicas: replicas,
         ..Default::default()
+    };
+    ensure_with(js, config, replicas).await
+}
+
+/// Creates the stream `config` describes with `replicas` copies, or raises an existing one
+/// to that many.
+pub(crate) async fn ensure_with(
+    js: &jetstream::Context,
+    config: stream::Config,
+    replicas: usize,
+) -> Result<stream::Stream, async_nats::Error> {
+    let config = stream::Config {
+        num_replicas: replicas,
+        ..config
     };
     let stream = js.get_or_create_stream(config).await?;
     let current = stream.cached_info().config.clone();

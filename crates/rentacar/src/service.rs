@@ -116,7 +116,7 @@ pub async fn migrate(service: Service, env: &Env) -> anyhow::Result<()> {
         Service::Fleet => db::connect_and_migrate::<rentacar_fleet::migration::Migrator>(url).await,
         Service::Mypage => db::connect_and_migrate::<rentacar_mypage::migration::Migrator>(url).await,
     };
-    let shown = &config.database_url;
+    let shown = rentacar_runtime::config::without_password(&config.database_url);
     let db = result.with_context(|| format!("migrating {} at {shown}", service.name()))?;
     let applied = match service {
         Service::Reservation => {

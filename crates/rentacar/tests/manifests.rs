@@ -170,23 +170,50 @@ fn probes_and_ports_point_where_the_binary_serves() {
     }
 }
 
+/// Seconds in an Istio duration such as `30s`.
+fn seconds(duration: &str) -> u64 {
+    duration
+        .strip_suffix('s')
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("not a duration in seconds: {duration}"))
+}
+
 #[test]
-fn the_drain_fits_in_the_grace_period() {
+fn the_whole_shutdown_fits_in_the_sidecars_drain_and_the_grace_period() {
+    let payment_deadline_ms: u64 =
+        pod_env(Service::Reservation, &BTreeMap::new())["RENTACAR_PAYMENT_TIMEOUT_MS"]
+            .parse()
+            .unwrap();
     for service in SERVICES {
         let name = service.name();
         let vars = pod_env(service, &BTreeMap::new());
         let drain_ms: u64 = vars["RENTACAR_DRAIN_MS"].parse().unwrap();
         let path = repo().join("deploy/k8s/base").join(name).join("deployment.yaml");
-        let pod = document(&path, "Deployment")["spec"]["template"]["spec"].clone();
-        let grace_ms = pod["terminationGracePeriodSeconds"].as_u64().unwrap() * 1000;
+        let template = document(&path, "Deployment")["spec"]["template"].clone();
+        let grace_ms = template["spec"]["terminationGracePeriodSeconds"]
+            .as_u64()
+            .unwrap()
+            * 1000;
+        let proxy: Value = serde_yaml_ng::from_str(
+            template["metadata"]["annotations"]["proxy.istio.io/config"]
+                .as_str()
+                .expect("the sidecar's config"),
+        )
+        .unwrap();
+        let sidecar_ms = seconds(proxy["terminationDrainDuration"].as_str().unwrap()) * 1000;
+        assert_eq!(proxy["holdApplicationUntilProxyStarts"], true, "{name}");
         let pre_stop_ms = container(service)["lifecycle"]["preStop"]["sleep"]["seconds"]
             .as_u64()
             .unwrap()
             * 1000;
-        let payment_deadline_ms = 3000;
+        let shutdown_ms = pre_stop_ms
+            + drain_ms
+            + payment_deadline_ms
+            + rentacar_events::outbox::FLUSH_ON_SHUTDOWN.as_millis() as u64
+            + rentacar_runtime::telemetry::SHUTDOWN_BOUND.as_millis() as u64;
         assert!(
-            pre_stop_ms + drain_ms + payment_deadline_ms < grace_ms,
-            "{name}: preStop {pre_stop_ms} ms + drain {drain_ms} ms + in-flight calls must end before the {grace_ms} ms grace period"
+            shutdown_ms < sidecar_ms && sidecar_ms <= grace_ms,
+            "{name}: the app's shutdown ({shutdown_ms} ms) must end before the sidecar's drain ({sidecar_ms} ms), within the grace period ({grace_ms} ms)"
         );
     }
 }

@@ -401,9 +401,9 @@ async fn a_rolling_restart_under_load_loses_no_call() {
 }
 
 /// Reservation calls payment through Envoy with the VirtualService's retries, against two
-/// payment replicas. While payment is slow, the first try of every call outlives the
-/// per-try timeout and is retried on the other replica; once payment recovers, every
-/// reservation is paid, charged exactly once and confirmed.
+/// replicas of which one has lost its database. The calls that reach it fail or outlive
+/// the per-try timeout and are retried on the other; every reservation is paid, charged
+/// exactly once and confirmed.
 #[tokio::test]
 async fn retried_payments_charge_once() -> anyhow::Result<()> {
     use rentacar_proto::{payment::GetPaymentRequest, reservation::ReservationStatus};
@@ -412,8 +412,13 @@ async fn retried_payments_charge_once() -> anyhow::Result<()> {
     const RESERVATIONS: usize = 6;
     let policy = PaymentPolicy::from_mesh();
     let mut platform = Platform::start(Backend::Postgres).await?;
-    let second = platform.start_replica(Svc::Payment).await?;
-    let envoy = Envoy::start(&policy, Route::Mesh, &[platform.addr(Svc::Payment), second]).await;
+    let mut through_link = url::Url::parse(platform.database_url(Svc::Payment))?;
+    let link = DatabaseLink::open(through_link.port().unwrap_or(5432)).await;
+    through_link.set_port(Some(link.port)).unwrap();
+    let failing = platform
+        .start_replica_with(Svc::Payment, &[("RENTACAR_DATABASE_URL", through_link.as_str())])
+        .await?;
+    let envoy = Envoy::start(&policy, Route::Mesh, &[platform.addr(Svc::Payment), failing]).await;
     // As the manifests set it: reservation's deadline on payment is the route's timeout.
     platform
         .reconfigure(
@@ -426,10 +431,7 @@ async fn retried_payments_charge_once() -> anyhow::Result<()> {
         .await?;
     register_car(&platform, "MESH-1", "Corolla", 5000).await?;
 
-    let holder = Database::connect(platform.database_url(Svc::Payment)).await?;
-    let slow = holder.begin().await?;
-    slow.execute_unprepared("LOCK TABLE payments IN ACCESS EXCLUSIVE MODE")
-        .await?;
+    link.cut();
     let client = platform.reservation().await;
     let calls: Vec<_> = (0..RESERVATIONS)
         .map(|i| {
@@ -443,17 +445,12 @@ async fn retried_payments_charge_once() -> anyhow::Result<()> {
             })
         })
         .collect();
-    wait_until("every first try to time out and be retried", || async {
-        envoy.stat("cluster.payment.upstream_rq_retry").await >= RESERVATIONS as u64
-    })
-    .await;
-    slow.commit().await?;
 
     let mut payment = platform.payment().await;
     for call in calls {
         let reservation = call
             .await?
-            .expect("paid after a retry")
+            .expect("paid, after a retry where needed")
             .into_inner()
             .reservation
             .unwrap();
@@ -473,19 +470,14 @@ async fn retried_payments_charge_once() -> anyhow::Result<()> {
             .await?;
         assert_eq!(confirmed.payment_id, charged.payment_id);
     }
-    let rows = holder
-        .query_one_raw(sea_orm_migration::sea_orm::Statement::from_string(
-            holder.get_database_backend(),
-            "SELECT count(*) AS n FROM payments",
-        ))
-        .await?
-        .unwrap()
-        .try_get::<i64>("", "n")?;
-    assert_eq!(rows, RESERVATIONS as i64, "one charge per reservation");
+    assert!(
+        envoy.stat("cluster.payment.upstream_rq_retry").await >= 1,
+        "calls that reached the failing replica were retried"
+    );
     assert_eq!(
         platform.messages_on("rentacar.payment.approved").await?,
         RESERVATIONS as u64,
-        "one approval event per reservation"
+        "one approval per reservation"
     );
     drop(envoy);
     platform.shutdown().await

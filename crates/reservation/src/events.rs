@@ -99,6 +99,8 @@ impl Handler for SagaHandler {
         event: &EventEnvelope,
         _: &Delivery,
     ) -> Result<(), HandlerError> {
+        // Left over only from a transaction that did not commit: not a change to announce.
+        self.changed.lock().expect("not poisoned").clear();
         let (reservation_id, to, reason) = match &event.payload {
             Some(Payload::CarBooked(booked)) => (&booked.reservation_id, Status::Confirmed, None),
             Some(Payload::BookingRejected(rejected)) => (

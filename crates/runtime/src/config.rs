@@ -106,10 +106,21 @@ impl Env {
         } else {
             Err(ConfigError {
                 variable: name.to_owned(),
-                value,
+                value: without_password(&value),
                 expected: format!("a URL starting with {}", join_schemes(schemes)),
             })
         }
+    }
+}
+
+/// `url` with any password in it masked, for messages.
+pub fn without_password(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.into()
+        }
+        _ => url.to_owned(),
     }
 }
 
@@ -228,6 +239,14 @@ mod tests {
             "postgres://fleet:p%40ss%2Fword@db.internal:5432/fleet"
         );
         assert!(!format!("{config:?}").contains("p@ss"));
+    }
+
+    #[test]
+    fn a_password_in_a_url_is_masked_in_messages() {
+        let env = Env::from_pairs([("RENTACAR_DATABASE_URL", "mysql://fleet:secret@db/fleet")]);
+        let err = ServiceConfig::from_env(&env, "fleet").unwrap_err();
+        assert!(!err.to_string().contains("secret"), "{err}");
+        assert_eq!(without_password("postgres://u:p@h/d"), "postgres://u:***@h/d");
     }
 
     #[test]

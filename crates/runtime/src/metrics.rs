@@ -21,15 +21,18 @@ pub fn meter() -> opentelemetry::metrics::Meter {
     global::meter("rentacar")
 }
 
-/// A tower layer timing every call of a gRPC server.
+/// A tower layer timing the calls of a gRPC server whose path passes a filter.
 #[derive(Clone)]
 pub struct RpcMetricsLayer {
     duration: Histogram<f64>,
+    measured: fn(&str) -> bool,
 }
 
-impl Default for RpcMetricsLayer {
-    fn default() -> Self {
+impl RpcMetricsLayer {
+    /// Times the calls whose path (`/package.Service/Method`) passes `measured`.
+    pub fn only(measured: fn(&str) -> bool) -> Self {
         Self {
+            measured,
             duration: meter()
                 .f64_histogram("rpc.server.call.duration")
                 .with_unit("s")
@@ -47,6 +50,7 @@ impl<S> tower::Layer<S> for RpcMetricsLayer {
         RpcMetrics {
             inner,
             duration: self.duration.clone(),
+            measured: self.measured,
         }
     }
 }
@@ -55,6 +59,7 @@ impl<S> tower::Layer<S> for RpcMetricsLayer {
 pub struct RpcMetrics<S> {
     inner: S,
     duration: Histogram<f64>,
+    measured: fn(&str) -> bool,
 }
 
 impl<S, B, R> tower::Service<http::Request<B>> for RpcMetrics<S>
@@ -71,9 +76,14 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let method = request.uri().path().trim_start_matches('/').to_owned();
-        let started = Instant::now();
-        let duration = self.duration.clone();
+        if !(self.measured)(request.uri().path()) {
+            return Box::pin(self.inner.call(request));
+        }
+        let mut call_in_flight = InFlight {
+            duration: self.duration.clone(),
+            method: Some(request.uri().path().trim_start_matches('/').to_owned()),
+            started: Instant::now(),
+        };
         let call = self.inner.call(request);
         Box::pin(async move {
             let response = call.await;
@@ -88,17 +98,39 @@ where
                     .map_or(tonic::Code::Ok, tonic::Code::from_i32),
                 Err(_) => tonic::Code::Unknown,
             };
-            let mut attributes = vec![
-                KeyValue::new("rpc.system.name", "grpc"),
-                KeyValue::new("rpc.method", method),
-                KeyValue::new("rpc.response.status_code", code_name(code)),
-            ];
-            if code != tonic::Code::Ok {
-                attributes.push(KeyValue::new("error.type", code_name(code)));
-            }
-            duration.record(started.elapsed().as_secs_f64(), &attributes);
+            call_in_flight.finish(code);
             response
         })
+    }
+}
+
+/// A call being answered; one dropped before its answer (the client gave up, its deadline
+/// passed) is recorded as CANCELLED.
+struct InFlight {
+    duration: Histogram<f64>,
+    method: Option<String>,
+    started: Instant,
+}
+
+impl InFlight {
+    fn finish(&mut self, code: tonic::Code) {
+        let Some(method) = self.method.take() else { return };
+        let mut attributes = vec![
+            KeyValue::new("rpc.system.name", "grpc"),
+            KeyValue::new("rpc.method", method),
+            KeyValue::new("rpc.response.status_code", code_name(code)),
+        ];
+        if code != tonic::Code::Ok {
+            attributes.push(KeyValue::new("error.type", code_name(code)));
+        }
+        self.duration
+            .record(self.started.elapsed().as_secs_f64(), &attributes);
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.finish(tonic::Code::Cancelled);
     }
 }
 

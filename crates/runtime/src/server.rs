@@ -182,7 +182,7 @@ impl Server {
             // A span per call, continuing the caller's trace (health checks and
             // reflection are left out), and its duration by method and status.
             .layer(OtelGrpcLayer::default().filter(traced))
-            .layer(RpcMetricsLayer::default())
+            .layer(RpcMetricsLayer::only(traced))
             .add_routes(routes.routes())
             .serve_with_incoming_shutdown(listener.incoming(), stop_accepting.cancelled_owned())
             .await;
@@ -191,7 +191,8 @@ impl Server {
     }
 }
 
-/// Whether calls to `path` get a span: not probes' health checks nor reflection.
+/// Whether calls to `path` get a span and count in the RPC metrics: not probes' health
+/// checks nor reflection.
 fn traced(path: &str) -> bool {
     !path.starts_with("/grpc.health.") && !path.starts_with("/grpc.reflection.")
 }

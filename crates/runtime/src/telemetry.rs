@@ -78,7 +78,8 @@ impl TelemetryConfig {
     pub fn from_env(env: &Env, default_service_name: &str) -> Result<Self, ConfigError> {
         let endpoint = match env.get("OTEL_EXPORTER_OTLP_ENDPOINT") {
             None => None,
-            Some(_) => Some(env.url_or("OTEL_EXPORTER_OTLP_ENDPOINT", "", &["http", "https"])?),
+            // Plain gRPC: the collector is in the cluster, behind the mesh's mTLS.
+            Some(_) => Some(env.url_or("OTEL_EXPORTER_OTLP_ENDPOINT", "", &["http"])?),
         };
         let resource_attributes = match env.get("OTEL_RESOURCE_ATTRIBUTES") {
             None => Vec::new(),
@@ -171,6 +172,10 @@ fn invalid(variable: &str, value: &str, expected: &str) -> ConfigError {
 /// not eat into the pod's grace period.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// The longest [`Telemetry::shutdown`] takes: the spans' bounded wait, then the metrics',
+/// which the SDK fixes at 5 s whatever it is given.
+pub const SHUTDOWN_BOUND: Duration = Duration::from_secs(2 + 5);
+
 /// The installed providers; [`Telemetry::shutdown`] flushes what is still buffered.
 pub struct Telemetry {
     tracer: SdkTracerProvider,
@@ -189,20 +194,25 @@ pub struct TelemetryError(#[from] opentelemetry_otlp::ExporterBuildError);
 /// first subscriber.
 pub fn init(config: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
     global::set_text_map_propagator(TraceContextPropagator::new());
+    // OTEL_SERVICE_NAME wins over a service.name in OTEL_RESOURCE_ATTRIBUTES.
     let resource = Resource::builder_empty()
-        .with_service_name(config.service_name.clone())
         .with_attributes(
             config
                 .resource_attributes
                 .iter()
                 .map(|(key, value)| KeyValue::new(key.clone(), value.clone())),
         )
+        .with_service_name(config.service_name.clone())
         .build();
 
-    // Without an endpoint spans are still made (trace ids for logs and propagation), only
-    // never exported.
+    // Without an endpoint nothing is recorded, but spans still get ids (for log lines)
+    // and a caller's context still passes on.
+    let sampler = match config.endpoint {
+        Some(_) => config.sampler.sampler(),
+        None => Sampler::ParentBased(Box::new(Sampler::AlwaysOff)),
+    };
     let mut tracer = SdkTracerProvider::builder()
-        .with_sampler(config.sampler.sampler())
+        .with_sampler(sampler)
         .with_resource(resource.clone());
     let mut meter = None;
     if let Some(endpoint) = &config.endpoint {

@@ -50,7 +50,7 @@ pub struct PaymentPolicy {
     pub max_ejection_percent: u64,
     pub timeout: String,
     pub retries: u64,
-    pub per_try_timeout: String,
+    pub per_try_timeout: Option<String>,
     pub retry_on: String,
 }
 
@@ -80,7 +80,7 @@ impl PaymentPolicy {
             max_ejection_percent: number(&outlier["maxEjectionPercent"]),
             timeout: text(&route["timeout"]),
             retries: number(&route["retries"]["attempts"]),
-            per_try_timeout: text(&route["retries"]["perTryTimeout"]),
+            per_try_timeout: route["retries"]["perTryTimeout"].as_str().map(str::to_owned),
             retry_on: text(&route["retries"]["retryOn"]),
         }
     }
@@ -119,7 +119,6 @@ impl Envoy {
                 "retry_policy": {
                     "retry_on": policy.retry_on,
                     "num_retries": policy.retries,
-                    "per_try_timeout": policy.per_try_timeout,
                     "retry_host_predicate": [{
                         "name": "envoy.retry_host_predicates.previous_hosts",
                         "typed_config": {
@@ -131,6 +130,11 @@ impl Envoy {
             }),
             Route::Plain => json!({"cluster": "payment", "timeout": "0s"}),
         };
+        // Unset in the VirtualService, as in Envoy: each try may take the whole timeout.
+        let mut route_policy = route_policy;
+        if let (Route::Mesh, Some(per_try)) = (route, &policy.per_try_timeout) {
+            route_policy["retry_policy"]["per_try_timeout"] = json!(per_try);
+        }
         let mut protocol = json!({
             "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
             "explicit_http_config": {"http2_protocol_options": {}}

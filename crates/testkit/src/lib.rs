@@ -173,9 +173,23 @@ impl Platform {
     /// Starts another instance of `service` on its own port, sharing its database and its
     /// durable consumers with the first. Stopped by [`Platform::shutdown`].
     pub async fn start_replica(&mut self, service: Service) -> anyhow::Result<SocketAddr> {
+        self.start_replica_with(service, &[]).await
+    }
+
+    /// Like [`Platform::start_replica`], with `settings` on top of the service's (another
+    /// route to the same database, say).
+    pub async fn start_replica_with(
+        &mut self,
+        service: Service,
+        settings: &[(&str, &str)],
+    ) -> anyhow::Result<SocketAddr> {
         let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
         let addr = listener.local_addr()?;
-        let running = self.spawn(service, listener);
+        let mut env = self.env(service);
+        for (name, value) in settings {
+            env = env.with(*name, *value);
+        }
+        let running = Self::spawn_with(service, listener, env);
         self.replicas.push(running);
         self.wait_until_serving(addr).await;
         Ok(addr)
@@ -228,7 +242,10 @@ impl Platform {
     }
 
     fn spawn(&self, service: Service, listener: TcpListener) -> Running {
-        let env = self.env(service);
+        Self::spawn_with(service, listener, self.env(service))
+    }
+
+    fn spawn_with(service: Service, listener: TcpListener, env: Env) -> Running {
         let stop = CancellationToken::new();
         let token = stop.clone();
         let task = tokio::spawn(async move { service.run(&env, listener, token).await });
