@@ -87,17 +87,25 @@ async fn wait_for_health_of(port: u16, service: &str, wanted: ServingStatus) {
     panic!("health of {service:?} never became {wanted:?}");
 }
 
+/// `rentacar serve fleet` on `port` with its SQLite file in `data` and a NATS address
+/// nobody listens on.
+fn fleet_without_nats(data: &std::path::Path, port: u16) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(BIN);
+    command
+        .args(["serve", "fleet"])
+        .env("RENTACAR_DATA_DIR", data)
+        .env("RENTACAR_LISTEN_ADDR", format!("127.0.0.1:{port}"))
+        .env("RENTACAR_NATS_URL", format!("nats://127.0.0.1:{}", free_port()));
+    command
+}
+
 /// With NATS unreachable the service is still ready (its outbox holds events). On SIGTERM
 /// it turns NOT_SERVING at once, keeps answering through the drain, then exits 0.
 #[tokio::test]
 async fn serves_without_nats_and_drains_on_sigterm() {
     let data = tempfile::tempdir().unwrap();
     let port = free_port();
-    let mut child = tokio::process::Command::new(BIN)
-        .args(["serve", "fleet"])
-        .env("RENTACAR_DATA_DIR", data.path())
-        .env("RENTACAR_LISTEN_ADDR", format!("127.0.0.1:{port}"))
-        .env("RENTACAR_NATS_URL", format!("nats://127.0.0.1:{}", free_port()))
+    let mut child = fleet_without_nats(data.path(), port)
         .env("RENTACAR_DRAIN_MS", "1500")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -334,11 +342,7 @@ async fn log_lines_carry_the_callers_trace_id() {
     for format in ["json", "text"] {
         let data = tempfile::tempdir().unwrap();
         let port = free_port();
-        let mut child = tokio::process::Command::new(BIN)
-            .args(["serve", "fleet"])
-            .env("RENTACAR_DATA_DIR", data.path())
-            .env("RENTACAR_LISTEN_ADDR", format!("127.0.0.1:{port}"))
-            .env("RENTACAR_NATS_URL", format!("nats://127.0.0.1:{}", free_port()))
+        let mut child = fleet_without_nats(data.path(), port)
             .env("RENTACAR_DRAIN_MS", "0")
             .env("RENTACAR_LOG_FORMAT", format)
             .env("RUST_LOG", "info")

@@ -67,6 +67,19 @@ impl<'a> Trace<'a> {
         found[0]
     }
 
+    /// The publishing of `subject` and its processing by consumer `group`, checking that
+    /// the processing continues the publishing.
+    fn hop(&self, subject: &str, group: &str) -> (&'a ExportedSpan, &'a ExportedSpan) {
+        let published = self.find(&format!("{subject} publish"), "PRODUCER", &[]);
+        let processed = self.find(
+            &format!("{subject} process"),
+            "CONSUMER",
+            &[("messaging.consumer.group.name", group)],
+        );
+        assert_child(processed, published);
+        (published, processed)
+    }
+
     /// Whether `span` descends from `ancestor`.
     fn within(&self, span: &ExportedSpan, ancestor: &ExportedSpan) -> bool {
         let mut current = span;
@@ -266,7 +279,6 @@ async fn every_flow_is_one_trace_and_the_saga_is_measured() -> anyhow::Result<()
             ) && processed(spans, &cancel, "rentacar.payment.canceled", "fleet-bookings")
         })
         .await;
-    let consumer = |group: &'static str| ("messaging.consumer.group.name", group);
 
     // The saga, hop by hop.
     let trace = Trace::of(&exported.spans, &saga);
@@ -285,29 +297,11 @@ async fn every_flow_is_one_trace_and_the_saga_is_measured() -> anyhow::Result<()
     let pay_server = trace.find("rentacar.payment.v1.PaymentService/Pay", "SERVER", &[]);
     assert_child(pay_server, pay_client);
     // payment → fleet: the approval books the car.
-    let approved = trace.find("rentacar.payment.approved publish", "PRODUCER", &[]);
-    let booking = trace.find(
-        "rentacar.payment.approved process",
-        "CONSUMER",
-        &[consumer("fleet-bookings")],
-    );
-    assert_child(booking, approved);
+    let (approved, booking) = trace.hop("rentacar.payment.approved", "fleet-bookings");
     // fleet → reservation: the booking confirms the reservation.
-    let booked = trace.find("rentacar.fleet.car_booked publish", "PRODUCER", &[]);
-    let confirming = trace.find(
-        "rentacar.fleet.car_booked process",
-        "CONSUMER",
-        &[consumer("reservation-saga")],
-    );
-    assert_child(confirming, booked);
+    let (booked, confirming) = trace.hop("rentacar.fleet.car_booked", "reservation-saga");
     // reservation → mypage: the read model follows.
-    let confirmed = trace.find("rentacar.reservation.confirmed publish", "PRODUCER", &[]);
-    let projected = trace.find(
-        "rentacar.reservation.confirmed process",
-        "CONSUMER",
-        &[consumer("mypage-projection")],
-    );
-    assert_child(projected, confirmed);
+    let (confirmed, projected) = trace.hop("rentacar.reservation.confirmed", "mypage-projection");
     // Each event continues the span of the change that caused it, and database work
     // shows inside the consumers.
     assert!(
@@ -339,21 +333,13 @@ async fn every_flow_is_one_trace_and_the_saga_is_measured() -> anyhow::Result<()
 
     // The rejection: fleet refuses, reservation refunds, mypage follows.
     let trace = Trace::of(&exported.spans, &rejection);
-    let refusing = trace.find(
-        "rentacar.fleet.booking_rejected process",
-        "CONSUMER",
-        &[consumer("reservation-saga")],
-    );
+    let (_, refusing) = trace.hop("rentacar.fleet.booking_rejected", "reservation-saga");
     let refund = trace.find("rentacar.payment.v1.PaymentService/CancelPayment", "SERVER", &[]);
     assert!(
         trace.within(refund, refusing),
         "the refund is made by the saga's step"
     );
-    trace.find(
-        "rentacar.reservation.rejected process",
-        "CONSUMER",
-        &[consumer("mypage-projection")],
-    );
+    trace.hop("rentacar.reservation.rejected", "mypage-projection");
 
     // The cancel: refunded, the days freed by fleet, mypage follows.
     let trace = Trace::of(&exported.spans, &cancel);
@@ -364,13 +350,7 @@ async fn every_flow_is_one_trace_and_the_saga_is_measured() -> anyhow::Result<()
     );
     let refund = trace.find("rentacar.payment.v1.PaymentService/CancelPayment", "SERVER", &[]);
     assert!(trace.within(refund, cancel_server));
-    let refunded = trace.find("rentacar.payment.canceled publish", "PRODUCER", &[]);
-    let release = trace.find(
-        "rentacar.payment.canceled process",
-        "CONSUMER",
-        &[consumer("fleet-bookings")],
-    );
-    assert_child(release, refunded);
+    trace.hop("rentacar.payment.canceled", "fleet-bookings");
 
     // The figures operators watch.
     exported.until("metrics of every outcome", |_| true).await;
