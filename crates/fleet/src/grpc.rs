@@ -6,11 +6,7 @@ use rentacar_types::{FieldViolations, PageRequest, PageToken};
 use sea_orm::DatabaseConnection;
 use tonic::{Request, Response, Status};
 
-use crate::{
-    Error,
-    domain::{self, Car},
-    store,
-};
+use crate::{Error, domain::Car, store};
 
 pub struct FleetApi {
     db: DatabaseConnection,
@@ -43,7 +39,7 @@ impl FleetService for FleetApi {
         request: Request<pb::GetCarRequest>,
     ) -> Result<Response<pb::GetCarResponse>, Status> {
         let mut violations = FieldViolations::new();
-        let number = domain::validate_car_number(&request.get_ref().car_number, &mut violations);
+        let number = violations.car_number("car_number", &request.get_ref().car_number);
         violations.check(()).map_err(Error::from)?;
         let car = store::find(&self.db, &number)
             .await?

@@ -22,6 +22,15 @@ impl MyPageApi {
     }
 }
 
+/// The rental a question is about, bounded like the rentals that can be booked.
+fn requested_period(
+    pickup: &str,
+    return_date: &str,
+    violations: &mut FieldViolations,
+) -> Option<RentalPeriod> {
+    RentalPeriod::bookable(pickup, return_date, chrono::Utc::now().date_naive(), violations)
+}
+
 fn money(money: Money) -> Option<common::Money> {
     Some(common::Money {
         currency_code: money.currency_code,
@@ -37,7 +46,7 @@ impl MyPageService for MyPageApi {
     ) -> Result<Response<pb::ListMyReservationsResponse>, Status> {
         let request = request.into_inner();
         let mut violations = FieldViolations::new();
-        let customer_id = violations.required("customer_id", &request.customer_id);
+        let customer_id = violations.id("customer_id", &request.customer_id);
         let page = PageRequest::parse(request.page_size, &request.page_token, &mut violations);
         let after = match &page.after {
             Some(token) => token.parse::<i64>().map(Some).unwrap_or_else(|_| {
@@ -75,8 +84,8 @@ impl MyPageService for MyPageApi {
     ) -> Result<Response<pb::GetCarAvailabilityResponse>, Status> {
         let request = request.into_inner();
         let mut violations = FieldViolations::new();
-        let car_number = violations.required("car_number", &request.car_number);
-        let period = RentalPeriod::parse(&request.pickup_date, &request.return_date, &mut violations);
+        let car_number = violations.car_number("car_number", &request.car_number);
+        let period = requested_period(&request.pickup_date, &request.return_date, &mut violations);
         let Some(period) = violations.check(period).map_err(Error::from)? else {
             unreachable!("a period without violations is parsed")
         };
@@ -99,7 +108,7 @@ impl MyPageService for MyPageApi {
     ) -> Result<Response<pb::ListAvailableCarsResponse>, Status> {
         let request = request.into_inner();
         let mut violations = FieldViolations::new();
-        let period = RentalPeriod::parse(&request.pickup_date, &request.return_date, &mut violations);
+        let period = requested_period(&request.pickup_date, &request.return_date, &mut violations);
         let page = PageRequest::parse(request.page_size, &request.page_token, &mut violations);
         let Some(period) = violations.check(period).map_err(Error::from)? else {
             unreachable!("a period without violations is parsed")

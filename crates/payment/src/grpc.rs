@@ -5,7 +5,7 @@ use rentacar_proto::{
     common::RefundCause,
     payment::{self as pb, payment_service_server::PaymentService},
 };
-use rentacar_types::{FieldViolations, Money};
+use rentacar_types::{FieldViolations, MAX_FREE_TEXT_CHARS, Money, RentalPeriod};
 use sea_orm::DatabaseConnection;
 use tonic::{Request, Response, Status};
 
@@ -54,16 +54,21 @@ impl PaymentService for PaymentApi {
         request: Request<pb::CancelPaymentRequest>,
     ) -> Result<Response<pb::CancelPaymentResponse>, Status> {
         let request = request.into_inner();
-        let reservation_id = required_reservation_id(&request.reservation_id)?;
-        let cause = RefundCause::try_from(request.cause).unwrap_or_default();
-        let payment = store::refund(
-            &self.db,
-            &self.outbox,
-            &reservation_id,
-            request.reason.trim(),
-            cause,
-        )
-        .await?;
+        let mut violations = FieldViolations::new();
+        let reservation_id = violations.id("reservation_id", &request.reservation_id);
+        let reason = violations.optional_text("reason", &request.reason, MAX_FREE_TEXT_CHARS);
+        let cause = match RefundCause::try_from(request.cause) {
+            Ok(RefundCause::Unspecified) | Err(_) => {
+                violations.add(
+                    "cause",
+                    "is required: CUSTOMER_CANCELED, BOOKING_REJECTED or ABANDONED",
+                );
+                RefundCause::Unspecified
+            }
+            Ok(cause) => cause,
+        };
+        violations.check(()).map_err(Error::from)?;
+        let payment = store::refund(&self.db, &self.outbox, &reservation_id, &reason, cause).await?;
         Ok(Response::new(pb::CancelPaymentResponse {
             payment: Some(payment.into()),
         }))
@@ -72,8 +77,31 @@ impl PaymentService for PaymentApi {
 
 fn required_reservation_id(value: &str) -> Result<String, Error> {
     let mut violations = FieldViolations::new();
-    let id = violations.required("reservation_id", value);
+    let id = violations.id("reservation_id", value);
     Ok(violations.check(id)?)
+}
+
+/// The rental of a charge: a car number and dates as reservation validated them. They go
+/// into the approval event, so they are bounded here too.
+fn rental(rental: Option<&pb::Rental>, violations: &mut FieldViolations) -> Rental {
+    let Some(rental) = rental else {
+        violations.add("rental", "is required");
+        return Rental::default();
+    };
+    let car_number = violations.car_number("rental.car_number", &rental.car_number);
+    let mut dates = FieldViolations::new();
+    let period = RentalPeriod::parse(&rental.pickup_date, &rental.return_date, &mut dates);
+    for (field, description) in dates.iter() {
+        violations.add(format!("rental.{field}"), description);
+    }
+    match period {
+        Some(period) => Rental {
+            car_number,
+            pickup_date: period.pickup().to_string(),
+            return_date: period.return_date().to_string(),
+        },
+        None => Rental::default(),
+    }
 }
 
 impl TryFrom<pb::PayRequest> for Charge {
@@ -81,14 +109,16 @@ impl TryFrom<pb::PayRequest> for Charge {
 
     fn try_from(request: pb::PayRequest) -> Result<Self, Error> {
         let mut violations = FieldViolations::new();
-        let reservation_id = violations.required("reservation_id", &request.reservation_id);
-        let customer_id = violations.required("customer_id", &request.customer_id);
-        let amount = Money::positive("amount", request.amount.as_ref(), &mut violations);
-        let method = match request.payment_method.trim() {
-            "" => {
-                violations.add("payment_method", "is required");
-                None
-            }
+        let reservation_id = violations.id("reservation_id", &request.reservation_id);
+        let customer_id = violations.id("customer_id", &request.customer_id);
+        let amount = Money::positive(
+            "amount",
+            request.amount.as_ref(),
+            Money::MAX_AMOUNT_MINOR,
+            &mut violations,
+        );
+        let method = match violations.id("payment_method", &request.payment_method).as_str() {
+            "" => None,
             token => {
                 let method = PaymentMethod::from_token(token);
                 if method.is_none() {
@@ -104,7 +134,7 @@ impl TryFrom<pb::PayRequest> for Charge {
                 method
             }
         };
-        let rental = request.rental.map(Rental::from).unwrap_or_default();
+        let rental = rental(request.rental.as_ref(), &mut violations);
         match (amount, method) {
             (Some(amount), Some(method)) if violations.is_empty() => Ok(Self {
                 reservation_id,
@@ -118,22 +148,13 @@ impl TryFrom<pb::PayRequest> for Charge {
     }
 }
 
-impl From<pb::Rental> for Rental {
-    fn from(rental: pb::Rental) -> Self {
-        Self {
-            car_number: rental.car_number,
-            pickup_date: rental.pickup_date,
-            return_date: rental.return_date,
-        }
-    }
-}
-
 impl From<Payment> for pb::Payment {
     fn from(payment: Payment) -> Self {
         let status = match payment.status {
             PaymentStatus::Approved => pb::PaymentStatus::Approved,
             PaymentStatus::Declined => pb::PaymentStatus::Declined,
             PaymentStatus::Refunded => pb::PaymentStatus::Refunded,
+            PaymentStatus::Voided => pb::PaymentStatus::Voided,
         };
         Self {
             payment_id: payment.payment_id,

@@ -19,6 +19,7 @@ use rentacar_proto::{
         reservation_service_client::ReservationServiceClient,
     },
 };
+use rentacar_testkit::day;
 use tokio::process::{Child, Command};
 use tonic::transport::Channel;
 
@@ -130,8 +131,8 @@ async fn sigkill_after_commit_before_publish_loses_nothing() {
                 request_id: "probe".into(),
                 customer_id: "probe".into(),
                 car_number: "1111".into(),
-                pickup_date: "2030-01-01".into(),
-                return_date: "2030-01-02".into(),
+                pickup_date: day(300).into(),
+                return_date: day(301).into(),
                 payment_method: "tok_probe_only".into(),
             };
             match client.reserve(probe).await {
@@ -148,8 +149,8 @@ async fn sigkill_after_commit_before_publish_loses_nothing() {
         request_id: "crash-1".into(),
         customer_id: "lee".into(),
         car_number: "1111".into(),
-        pickup_date: "2026-12-01".into(),
-        return_date: "2026-12-03".into(),
+        pickup_date: day(3).into(),
+        return_date: day(5).into(),
         payment_method: "tok_visa".into(),
     };
     let made = reservations

@@ -16,6 +16,7 @@ use rentacar_proto::{
     payment::{PayRequest, Rental, payment_service_client::PaymentServiceClient},
 };
 use rentacar_testkit::{
+    day,
     envoy::{Envoy, PaymentPolicy, Route, wait_until},
     free_port,
 };
@@ -183,8 +184,8 @@ fn pay_request(reservation_id: &str) -> PayRequest {
         payment_method: "tok_visa".into(),
         rental: Some(Rental {
             car_number: "MESH-1".into(),
-            pickup_date: "2031-05-01".into(),
-            return_date: "2031-05-03".into(),
+            pickup_date: day(310).into(),
+            return_date: day(312).into(),
         }),
     }
 }
@@ -436,8 +437,8 @@ async fn retried_payments_charge_once() -> anyhow::Result<()> {
     let calls: Vec<_> = (0..RESERVATIONS)
         .map(|i| {
             let mut client = client.clone();
-            let pickup = format!("2031-06-{:02}", 2 * i + 1);
-            let ret = format!("2031-06-{:02}", 2 * i + 2);
+            let pickup = day(330 + 2 * i as u64).to_owned();
+            let ret = day(331 + 2 * i as u64).to_owned();
             tokio::spawn(async move {
                 client
                     .reserve(reserve(&new_id(), "mesh-customer", "MESH-1", &pickup, &ret))

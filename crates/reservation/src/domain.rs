@@ -1,6 +1,6 @@
 //! Reservations, their states and the rules between them.
 
-use rentacar_types::{FieldViolations, Money, RentalPeriod};
+use rentacar_types::{Money, RentalPeriod};
 
 /// A reservation's lifecycle: `PAID` → `CONFIRMED` | `REJECTED`; `PAID`/`CONFIRMED` → `CANCELED`.
 ///
@@ -107,15 +107,6 @@ impl ReserveCommand {
 /// Namespace of reservation ids derived from request ids.
 const RESERVATION_NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6c1f_7a2e_93b4_4f0d_8e55_1d2c_3b4a_5f60);
 
-/// Validates an id-like field: required, at most 128 characters.
-pub fn required_id(field: &str, value: &str, violations: &mut FieldViolations) -> String {
-    let value = violations.required(field, value);
-    if value.len() > 128 {
-        violations.add(field, "must be at most 128 characters");
-    }
-    value
-}
-
 /// The price of renting at `daily_price` for `period`.
 pub fn price(daily_price: &Money, period: &RentalPeriod) -> Option<Money> {
     daily_price.times(period.days())
@@ -139,7 +130,12 @@ mod tests {
 
     #[test]
     fn a_request_id_always_gives_the_same_reservation_id() {
-        let period = RentalPeriod::parse("2026-12-01", "2026-12-03", &mut FieldViolations::new()).unwrap();
+        let period = RentalPeriod::parse(
+            "2026-12-01",
+            "2026-12-03",
+            &mut rentacar_types::FieldViolations::new(),
+        )
+        .unwrap();
         let command = |customer: &str| ReserveCommand {
             request_id: "r-1".into(),
             customer_id: customer.into(),

@@ -13,7 +13,7 @@ use tonic::{Request, Response, Status};
 use crate::{
     Error,
     checkout::Checkout,
-    domain::{self, Reservation, ReserveCommand, Status as State},
+    domain::{Reservation, ReserveCommand, Status as State},
     metrics::SagaMetrics,
     payment::PaymentClient,
     store,
@@ -103,16 +103,12 @@ impl ReservationService for ReservationApi {
         request: Request<pb::WatchReservationRequest>,
     ) -> Result<Response<WatchStream>, Status> {
         let mut violations = FieldViolations::new();
-        let id = domain::required_id(
-            "reservation_id",
-            &request.get_ref().reservation_id,
-            &mut violations,
-        );
+        let id = violations.id("reservation_id", &request.get_ref().reservation_id);
         violations.check(()).map_err(Error::from)?;
         let current = store::find(&self.db, &id)
             .await?
             .ok_or(Error::ReservationNotFound(id))?;
-        let stream = watch::watch(self.db.clone(), &self.changes, current, self.shutdown.clone());
+        let stream = watch::watch(self.db.clone(), &self.changes, current, self.shutdown.clone())?;
         Ok(Response::new(stream))
     }
 
@@ -132,11 +128,7 @@ impl ReservationService for ReservationApi {
         request: Request<pb::GetReservationRequest>,
     ) -> Result<Response<pb::GetReservationResponse>, Status> {
         let mut violations = FieldViolations::new();
-        let id = domain::required_id(
-            "reservation_id",
-            &request.get_ref().reservation_id,
-            &mut violations,
-        );
+        let id = violations.id("reservation_id", &request.get_ref().reservation_id);
         violations.check(()).map_err(Error::from)?;
         let reservation = store::find(&self.db, &id)
             .await?
@@ -152,7 +144,7 @@ impl ReservationService for ReservationApi {
     ) -> Result<Response<pb::ListReservationsResponse>, Status> {
         let request = request.into_inner();
         let mut violations = FieldViolations::new();
-        let customer_id = domain::required_id("customer_id", &request.customer_id, &mut violations);
+        let customer_id = violations.id("customer_id", &request.customer_id);
         let page = PageRequest::parse(request.page_size, &request.page_token, &mut violations);
         violations.check(()).map_err(Error::from)?;
         let (reservations, next) = store::list_for_customer(&self.db, &customer_id, &page).await?;
@@ -168,8 +160,8 @@ impl ReservationService for ReservationApi {
     ) -> Result<Response<pb::CancelReservationResponse>, Status> {
         let request = request.into_inner();
         let mut violations = FieldViolations::new();
-        let reservation_id = domain::required_id("reservation_id", &request.reservation_id, &mut violations);
-        let customer_id = domain::required_id("customer_id", &request.customer_id, &mut violations);
+        let reservation_id = violations.id("reservation_id", &request.reservation_id);
+        let customer_id = violations.id("customer_id", &request.customer_id);
         violations.check(()).map_err(Error::from)?;
         let reservation = self.cancel(reservation_id, customer_id).await?;
         Ok(Response::new(pb::CancelReservationResponse {
@@ -183,11 +175,13 @@ impl TryFrom<pb::ReserveRequest> for ReserveCommand {
 
     fn try_from(request: pb::ReserveRequest) -> Result<Self, Error> {
         let mut violations = FieldViolations::new();
-        let request_id = domain::required_id("request_id", &request.request_id, &mut violations);
-        let customer_id = domain::required_id("customer_id", &request.customer_id, &mut violations);
-        let car_number = domain::required_id("car_number", &request.car_number, &mut violations);
-        let period = RentalPeriod::parse(&request.pickup_date, &request.return_date, &mut violations);
-        let payment_method = violations.required("payment_method", &request.payment_method);
+        let request_id = violations.id("request_id", &request.request_id);
+        let customer_id = violations.id("customer_id", &request.customer_id);
+        let car_number = violations.car_number("car_number", &request.car_number);
+        let today = chrono::Utc::now().date_naive();
+        let period =
+            RentalPeriod::bookable(&request.pickup_date, &request.return_date, today, &mut violations);
+        let payment_method = violations.id("payment_method", &request.payment_method);
         match period {
             Some(period) if violations.is_empty() => Ok(Self {
                 request_id,

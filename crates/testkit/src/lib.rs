@@ -428,6 +428,14 @@ pub fn reserve(
     }
 }
 
+/// The date `offset` days from today (UTC), as `YYYY-MM-DD`: rentals must start between
+/// yesterday and the booking horizon, so tests pick their dates relative to today. Kept for
+/// the life of the test process, so it can stand where a literal would.
+pub fn day(offset: u64) -> &'static str {
+    let date = chrono::Utc::now().date_naive() + chrono::Days::new(offset);
+    Box::leak(date.to_string().into_boxed_str())
+}
+
 /// Registers a car and waits until reservation's catalog replica has it.
 pub async fn register_car(
     platform: &Platform,

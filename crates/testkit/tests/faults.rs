@@ -6,7 +6,7 @@ use rentacar_proto::{
     mypage::ListMyReservationsRequest,
     reservation::{ListReservationsRequest, ReservationStatus, ReserveRequest},
 };
-use rentacar_testkit::{Backend, Platform, Svc, eventually, register_car, wait_for_catalog};
+use rentacar_testkit::{Backend, Platform, Svc, day, eventually, register_car, wait_for_catalog};
 use tonic::Code;
 use tonic_types::StatusExt;
 
@@ -46,7 +46,7 @@ async fn payment_down(backend: Backend) -> anyhow::Result<()> {
     platform.stop_service(Svc::Payment).await?;
 
     let mut reservations = platform.reservation().await;
-    let request = reserve("while-payment-down", "1111", "2026-12-01", "2026-12-02");
+    let request = reserve("while-payment-down", "1111", day(3), day(4));
     let err = reservations.reserve(request.clone()).await.unwrap_err();
     assert_eq!(err.code(), Code::Unavailable, "{err:?}");
     assert!(
@@ -76,7 +76,7 @@ async fn fleet_down(backend: Backend) -> anyhow::Result<()> {
     let reservation = platform
         .reservation()
         .await
-        .reserve(reserve("while-fleet-down", "2222", "2026-12-01", "2026-12-04"))
+        .reserve(reserve("while-fleet-down", "2222", day(3), day(6)))
         .await?
         .into_inner()
         .reservation
@@ -109,7 +109,7 @@ async fn outbox_survives_nats_outage(backend: Backend) -> anyhow::Result<()> {
     platform
         .reservation()
         .await
-        .reserve(reserve("during-outage", "1111", "2026-12-01", "2026-12-02"))
+        .reserve(reserve("during-outage", "1111", day(3), day(4)))
         .await?;
 
     platform.start_nats().await?;
@@ -117,7 +117,7 @@ async fn outbox_survives_nats_outage(backend: Backend) -> anyhow::Result<()> {
     let reservation = platform
         .reservation()
         .await
-        .reserve(reserve("after-outage", "5555", "2026-12-01", "2026-12-02"))
+        .reserve(reserve("after-outage", "5555", day(3), day(4)))
         .await?
         .into_inner()
         .reservation
@@ -141,10 +141,7 @@ async fn mypage_catches_up(backend: Backend) -> anyhow::Result<()> {
     register_car(&platform, "1111", "Corolla", 5000).await?;
     platform.stop_service(Svc::Mypage).await?;
     let mut reservations = platform.reservation().await;
-    for (i, (pickup, ret)) in [("2026-12-01", "2026-12-02"), ("2026-12-05", "2026-12-07")]
-        .into_iter()
-        .enumerate()
-    {
+    for (i, (pickup, ret)) in [(day(3), day(4)), (day(7), day(9))].into_iter().enumerate() {
         reservations
             .reserve(reserve(&format!("offline-{i}"), "1111", pickup, ret))
             .await?;

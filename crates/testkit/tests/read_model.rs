@@ -17,7 +17,7 @@ use rentacar_proto::{
     },
     reservation::{CancelReservationRequest, Reservation, ReservationStatus, ReserveRequest},
 };
-use rentacar_testkit::{Backend, Platform, ReadModel, Svc, eventually, register_car, reserve};
+use rentacar_testkit::{Backend, Platform, ReadModel, Svc, day, eventually, register_car, reserve};
 
 /// A provider the suite runs against.
 #[derive(Debug, Clone, Copy)]
@@ -195,23 +195,11 @@ async fn views_after_the_saga(provider: Provider) -> anyhow::Result<()> {
     register_car(&platform, "1111", "Corolla", 5000).await?;
     register_car(&platform, "2222", "Prius", 7000).await?;
 
-    let confirmed = reserve_settled(
-        &platform,
-        reserve("v-1", "vera", "1111", "2026-12-01", "2026-12-04"),
-    )
-    .await?;
+    let confirmed = reserve_settled(&platform, reserve("v-1", "vera", "1111", day(3), day(6))).await?;
     assert_eq!(confirmed.status(), ReservationStatus::Confirmed);
-    let rejected = reserve_settled(
-        &platform,
-        reserve("v-2", "vera", "1111", "2026-12-03", "2026-12-05"),
-    )
-    .await?;
+    let rejected = reserve_settled(&platform, reserve("v-2", "vera", "1111", day(5), day(7))).await?;
     assert_eq!(rejected.status(), ReservationStatus::Rejected);
-    let canceled = reserve_settled(
-        &platform,
-        reserve("v-3", "vera", "2222", "2026-12-01", "2026-12-02"),
-    )
-    .await?;
+    let canceled = reserve_settled(&platform, reserve("v-3", "vera", "2222", day(3), day(4))).await?;
     cancel(&platform, &canceled).await?;
 
     let rows = wait_for_statuses(
@@ -231,7 +219,7 @@ async fn views_after_the_saga(provider: Provider) -> anyhow::Result<()> {
             first.pickup_date.as_str(),
             first.return_date.as_str()
         ),
-        ("1111", "2026-12-01", "2026-12-04")
+        ("1111", day(3), day(6))
     );
     assert_eq!(
         first.price,
@@ -242,23 +230,20 @@ async fn views_after_the_saga(provider: Provider) -> anyhow::Result<()> {
     );
     assert!(rows.iter().all(|r| r.last_event_sequence > 0));
 
-    let held = availability(&platform, "1111", "2026-12-02", "2026-12-03").await?;
+    let held = availability(&platform, "1111", day(4), day(5)).await?;
     assert!(!held.available);
     assert_eq!(
         held.conflicting_reservation_ids,
         std::slice::from_ref(&confirmed.reservation_id)
     );
-    let freed = availability(&platform, "2222", "2026-12-01", "2026-12-02").await?;
+    let freed = availability(&platform, "2222", day(3), day(4)).await?;
     assert!(freed.available, "a canceled reservation holds nothing: {freed:?}");
     assert!(freed.last_event_sequence >= rows[0].last_event_sequence);
 
-    assert_eq!(
-        available_cars(&platform, "2026-12-01", "2026-12-04", 0).await?,
-        ["2222"]
-    );
+    assert_eq!(available_cars(&platform, day(3), day(6), 0).await?, ["2222"]);
     assert!(my_reservations(&platform, "somebody-else", 0).await?.is_empty());
 
-    let unknown = availability(&platform, "9999", "2026-12-01", "2026-12-02")
+    let unknown = availability(&platform, "9999", day(3), day(4))
         .await
         .unwrap_err()
         .downcast::<tonic::Status>()
@@ -273,16 +258,8 @@ async fn converges_after_being_down(provider: Provider) -> anyhow::Result<()> {
     register_car(&platform, "1111", "Corolla", 5000).await?;
     platform.stop_service(Svc::Mypage).await?;
 
-    let first = reserve_settled(
-        &platform,
-        reserve("d-1", "dana", "1111", "2026-12-01", "2026-12-02"),
-    )
-    .await?;
-    let second = reserve_settled(
-        &platform,
-        reserve("d-2", "dana", "1111", "2026-12-05", "2026-12-07"),
-    )
-    .await?;
+    let first = reserve_settled(&platform, reserve("d-1", "dana", "1111", day(3), day(4))).await?;
+    let second = reserve_settled(&platform, reserve("d-2", "dana", "1111", day(7), day(9))).await?;
     cancel(&platform, &first).await?;
     register_car(&platform, "3333", "Yaris", 4000).await?;
 
@@ -296,20 +273,9 @@ async fn converges_after_being_down(provider: Provider) -> anyhow::Result<()> {
         ],
     )
     .await;
-    assert!(
-        availability(&platform, "1111", "2026-12-01", "2026-12-02")
-            .await?
-            .available
-    );
-    assert!(
-        !availability(&platform, "1111", "2026-12-06", "2026-12-07")
-            .await?
-            .available
-    );
-    assert_eq!(
-        available_cars(&platform, "2026-12-05", "2026-12-06", 0).await?,
-        ["3333"]
-    );
+    assert!(availability(&platform, "1111", day(3), day(4)).await?.available);
+    assert!(!availability(&platform, "1111", day(8), day(9)).await?.available);
+    assert_eq!(available_cars(&platform, day(7), day(8), 0).await?, ["3333"]);
     platform.shutdown().await
 }
 
@@ -373,13 +339,13 @@ async fn duplicate_and_out_of_order_delivery(provider: Provider) -> anyhow::Resu
     };
 
     // "late": its cancel overtakes its payment, and an old confirmation comes last.
-    let late_paid = paid("late", "2027-01-10", "2027-01-12");
+    let late_paid = paid("late", day(43), day(45));
     publish(&platform, &canceled("late"), "a").await?;
     publish(&platform, &late_paid, "a").await?;
     publish(&platform, &late_paid, "b").await?;
     publish(&platform, &confirmed("late"), "a").await?;
     // "twice": every event of it arrives twice.
-    let twice = [paid("twice", "2027-01-20", "2027-01-22"), confirmed("twice")];
+    let twice = [paid("twice", day(53), day(55)), confirmed("twice")];
     for event in &twice {
         publish(&platform, event, "a").await?;
         publish(&platform, event, "b").await?;
@@ -415,7 +381,7 @@ async fn duplicate_and_out_of_order_delivery(provider: Provider) -> anyhow::Resu
             late.return_date.as_str(),
             late.price.as_ref()
         ),
-        ("2027-01-10", "2027-01-12", Some(&price)),
+        (day(43), day(45), Some(&price)),
         "the overtaken payment still filled in the details"
     );
     platform.wait_for_consumer(rentacar_mypage::PROJECTION).await?;
@@ -425,19 +391,15 @@ async fn duplicate_and_out_of_order_delivery(provider: Provider) -> anyhow::Resu
         "no copy changed anything"
     );
 
-    assert!(
-        availability(&platform, "1111", "2027-01-10", "2027-01-12")
-            .await?
-            .available
-    );
-    let twice = availability(&platform, "1111", "2027-01-21", "2027-01-22").await?;
+    assert!(availability(&platform, "1111", day(43), day(45)).await?.available);
+    let twice = availability(&platform, "1111", day(54), day(55)).await?;
     assert_eq!(twice.conflicting_reservation_ids, ["twice"]);
 
     let mut mypage = platform.mypage().await;
     let cars = mypage
         .list_available_cars(ListAvailableCarsRequest {
-            pickup_date: "2027-01-01".into(),
-            return_date: "2027-01-02".into(),
+            pickup_date: day(34).into(),
+            return_date: day(35).into(),
             page_size: 0,
             page_token: String::new(),
         })
@@ -454,16 +416,8 @@ async fn availability_at_range_edges(provider: Provider) -> anyhow::Result<()> {
     let platform = platform(provider).await?;
     register_car(&platform, "1111", "Corolla", 5000).await?;
     register_car(&platform, "2222", "Prius", 7000).await?;
-    let before = reserve_settled(
-        &platform,
-        reserve("e-1", "erin", "1111", "2026-12-01", "2026-12-03"),
-    )
-    .await?;
-    let after = reserve_settled(
-        &platform,
-        reserve("e-2", "erin", "1111", "2026-12-03", "2026-12-05"),
-    )
-    .await?;
+    let before = reserve_settled(&platform, reserve("e-1", "erin", "1111", day(3), day(5))).await?;
+    let after = reserve_settled(&platform, reserve("e-2", "erin", "1111", day(5), day(7))).await?;
     assert_eq!(
         after.status(),
         ReservationStatus::Confirmed,
@@ -480,16 +434,12 @@ async fn availability_at_range_edges(provider: Provider) -> anyhow::Result<()> {
     .await;
 
     let cases: [(&str, &str, &[&String]); 6] = [
-        ("2026-11-29", "2026-12-01", &[]),
-        ("2026-11-30", "2026-12-02", &[&before.reservation_id]),
-        ("2026-12-02", "2026-12-03", &[&before.reservation_id]),
-        ("2026-12-03", "2026-12-04", &[&after.reservation_id]),
-        (
-            "2026-12-01",
-            "2026-12-05",
-            &[&before.reservation_id, &after.reservation_id],
-        ),
-        ("2026-12-05", "2026-12-06", &[]),
+        (day(1), day(3), &[]),
+        (day(2), day(4), &[&before.reservation_id]),
+        (day(4), day(5), &[&before.reservation_id]),
+        (day(5), day(6), &[&after.reservation_id]),
+        (day(3), day(7), &[&before.reservation_id, &after.reservation_id]),
+        (day(7), day(8), &[]),
     ];
     for (pickup, ret, holders) in cases {
         let answer = availability(&platform, "1111", pickup, ret).await?;
@@ -500,12 +450,9 @@ async fn availability_at_range_edges(provider: Provider) -> anyhow::Result<()> {
         assert_eq!(got, want, "{pickup}..{ret}");
         assert_eq!(answer.available, want.is_empty(), "{pickup}..{ret}");
     }
+    assert_eq!(available_cars(&platform, day(4), day(6), 0).await?, ["2222"]);
     assert_eq!(
-        available_cars(&platform, "2026-12-02", "2026-12-04", 0).await?,
-        ["2222"]
-    );
-    assert_eq!(
-        available_cars(&platform, "2026-12-05", "2026-12-08", 0).await?,
+        available_cars(&platform, day(7), day(10), 0).await?,
         ["1111", "2222"]
     );
     platform.shutdown().await
@@ -523,7 +470,7 @@ async fn paging_through_many_results(provider: Provider) -> anyhow::Result<()> {
     for car in &cars[..7] {
         let reservation = reserve_settled(
             &platform,
-            reserve(&format!("p-{car}"), "pia", car, "2026-12-10", "2026-12-12"),
+            reserve(&format!("p-{car}"), "pia", car, day(12), day(14)),
         )
         .await?;
         ids.push(reservation.reservation_id);
@@ -540,10 +487,10 @@ async fn paging_through_many_results(provider: Provider) -> anyhow::Result<()> {
         let expected: Vec<String> = ids.iter().rev().cloned().collect();
         assert_eq!(paged, expected, "page size {page_size}");
 
-        let free = available_cars(&platform, "2026-12-11", "2026-12-13", page_size).await?;
+        let free = available_cars(&platform, day(13), day(15), page_size).await?;
         assert_eq!(free, cars[7..], "page size {page_size}");
     }
-    let all = available_cars(&platform, "2027-02-01", "2027-02-02", 5).await?;
+    let all = available_cars(&platform, day(65), day(66), 5).await?;
     assert_eq!(all, cars);
 
     let bad = platform
@@ -570,13 +517,10 @@ async fn snapshot(platform: &Platform, customers: &[&str]) -> anyhow::Result<Str
         );
     }
     for car in ["1111", "2222"] {
-        let answer = availability(platform, car, "2026-12-01", "2026-12-10").await?;
+        let answer = availability(platform, car, day(3), day(12)).await?;
         views += &format!("{car}: {answer:?}\n");
     }
-    views += &format!(
-        "free: {:?}\n",
-        available_cars(platform, "2026-12-01", "2026-12-03", 1).await?
-    );
+    views += &format!("free: {:?}\n", available_cars(platform, day(3), day(5), 1).await?);
     Ok(views)
 }
 
@@ -585,22 +529,10 @@ async fn a_rebuild_produces_the_same_view(provider: Provider) -> anyhow::Result<
     let mut platform = platform(provider).await?;
     register_car(&platform, "1111", "Corolla", 5000).await?;
     register_car(&platform, "2222", "Prius", 7000).await?;
-    let kept = reserve_settled(
-        &platform,
-        reserve("r-1", "rita", "1111", "2026-12-01", "2026-12-03"),
-    )
-    .await?;
-    let dropped = reserve_settled(
-        &platform,
-        reserve("r-2", "rita", "2222", "2026-12-02", "2026-12-04"),
-    )
-    .await?;
+    let kept = reserve_settled(&platform, reserve("r-1", "rita", "1111", day(3), day(5))).await?;
+    let dropped = reserve_settled(&platform, reserve("r-2", "rita", "2222", day(4), day(6))).await?;
     cancel(&platform, &dropped).await?;
-    let clash = reserve_settled(
-        &platform,
-        reserve("r-3", "sam", "1111", "2026-12-02", "2026-12-05"),
-    )
-    .await?;
+    let clash = reserve_settled(&platform, reserve("r-3", "sam", "1111", day(4), day(7))).await?;
     wait_for_statuses(
         &platform,
         "rita",

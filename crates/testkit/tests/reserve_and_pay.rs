@@ -8,7 +8,7 @@ use rentacar_proto::{
         ReservationStatus, ReserveRequest,
     },
 };
-use rentacar_testkit::{Backend, Platform, register_car};
+use rentacar_testkit::{Backend, Platform, day, register_car};
 use tonic::Code;
 use tonic_types::StatusExt;
 
@@ -54,27 +54,13 @@ async fn scenario(backend: Backend) -> anyhow::Result<()> {
     let mut reservations = platform.reservation().await;
 
     let first = reservations
-        .reserve(reserve(
-            "req-1",
-            "alice",
-            "1111",
-            "2026-12-01",
-            "2026-12-03",
-            "tok_visa",
-        ))
+        .reserve(reserve("req-1", "alice", "1111", day(3), day(5), "tok_visa"))
         .await?
         .into_inner()
         .reservation
         .unwrap();
     let second = reservations
-        .reserve(reserve(
-            "req-2",
-            "alice",
-            "2222",
-            "2026-12-02",
-            "2026-12-05",
-            "tok_visa",
-        ))
+        .reserve(reserve("req-2", "alice", "2222", day(4), day(7), "tok_visa"))
         .await?
         .into_inner()
         .reservation
@@ -110,8 +96,8 @@ async fn scenario(backend: Backend) -> anyhow::Result<()> {
             "req-3",
             "alice",
             "1111",
-            "2026-12-10",
-            "2026-12-12",
+            day(12),
+            day(14),
             "tok_chargeDeclined",
         ))
         .await
@@ -169,14 +155,7 @@ async fn retries_are_idempotent(backend: Backend) -> anyhow::Result<()> {
     register_car(&platform, "3333", "Yaris", 4000).await?;
     let mut reservations = platform.reservation().await;
 
-    let request = reserve(
-        "same-request",
-        "carol",
-        "3333",
-        "2026-12-01",
-        "2026-12-04",
-        "tok_visa",
-    );
+    let request = reserve("same-request", "carol", "3333", day(3), day(6), "tok_visa");
     let first = reservations
         .reserve(request.clone())
         .await?
@@ -201,7 +180,7 @@ async fn retries_are_idempotent(backend: Backend) -> anyhow::Result<()> {
     let mut calls = Vec::new();
     for _ in 0..8 {
         let mut client = reservations.clone();
-        let request = reserve("burst", "carol", "3333", "2027-01-01", "2027-01-02", "tok_visa");
+        let request = reserve("burst", "carol", "3333", day(34), day(35), "tok_visa");
         calls.push(tokio::spawn(async move { client.reserve(request).await }));
     }
     let mut ids = std::collections::HashSet::new();
@@ -222,8 +201,8 @@ async fn retries_are_idempotent(backend: Backend) -> anyhow::Result<()> {
             "same-request",
             "carol",
             "3333",
-            "2026-12-20",
-            "2026-12-21",
+            day(22),
+            day(23),
             "tok_visa",
         ))
         .await
@@ -258,14 +237,7 @@ async fn only_the_owner_cancels(backend: Backend) -> anyhow::Result<()> {
     register_car(&platform, "4444", "Aqua", 3000).await?;
     let mut reservations = platform.reservation().await;
     let mine = reservations
-        .reserve(reserve(
-            "r",
-            "dave",
-            "4444",
-            "2026-12-01",
-            "2026-12-02",
-            "tok_visa",
-        ))
+        .reserve(reserve("r", "dave", "4444", day(3), day(4), "tok_visa"))
         .await?
         .into_inner()
         .reservation

@@ -6,7 +6,7 @@ use rentacar_runtime::{
     config::Env,
     telemetry::{self, TelemetryConfig},
 };
-use rentacar_testkit::{Backend, Platform, register_car, reserve};
+use rentacar_testkit::{Backend, Platform, day, register_car, reserve};
 use tokio::net::TcpListener;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -29,17 +29,11 @@ async fn a_silent_collector_changes_nothing_for_clients() -> anyhow::Result<()> 
     let platform = Platform::start(Backend::Sqlite).await?;
     register_car(&platform, "QUIET-1", "Corolla", 5000).await?;
     let mut client = platform.reservation().await;
-    for day in 1..=5 {
-        let pickup = format!("2031-08-{:02}", 2 * day);
-        let ret = format!("2031-08-{:02}", 2 * day + 1);
+    for n in 1..=5 {
+        let pickup = day(340 + 2 * n as u64).to_owned();
+        let ret = day(341 + 2 * n as u64).to_owned();
         let reserved = client
-            .reserve(reserve(
-                &format!("quiet-{day}"),
-                "quinn",
-                "QUIET-1",
-                &pickup,
-                &ret,
-            ))
+            .reserve(reserve(&format!("quiet-{n}"), "quinn", "QUIET-1", &pickup, &ret))
             .await?
             .into_inner()
             .reservation

@@ -16,7 +16,7 @@ use rentacar_runtime::{
     config::Env,
     telemetry::{self, TelemetryConfig},
 };
-use rentacar_testkit::{Backend, Platform, Svc, register_car, reserve};
+use rentacar_testkit::{Backend, Platform, Svc, day, register_car, reserve};
 use tonic::transport::Channel;
 use tonic_tracing_opentelemetry::middleware::client::{OtelGrpcLayer, OtelGrpcService};
 use tracing::Instrument;
@@ -222,7 +222,7 @@ async fn every_flow_is_one_trace_and_the_saga_is_measured() -> anyhow::Result<()
     // The saga: a reservation confirmed.
     let (span, saga) = customer_action("reserve");
     let reserved = client
-        .reserve(reserve("trace-1", "tracy", "TRACE-1", "2031-07-01", "2031-07-04"))
+        .reserve(reserve("trace-1", "tracy", "TRACE-1", day(320), day(323)))
         .instrument(span)
         .await?
         .into_inner()
@@ -237,7 +237,7 @@ async fn every_flow_is_one_trace_and_the_saga_is_measured() -> anyhow::Result<()
     // A rejection: the same days again are paid, then refused by fleet and refunded.
     let (span, rejection) = customer_action("reserve taken days");
     let refused = client
-        .reserve(reserve("trace-2", "rita", "TRACE-1", "2031-07-02", "2031-07-03"))
+        .reserve(reserve("trace-2", "rita", "TRACE-1", day(321), day(322)))
         .instrument(span)
         .await?
         .into_inner()

@@ -2,13 +2,13 @@
 //! changes nothing. Lists page.
 
 use rentacar_proto::{
-    common::Money,
+    common::{Money, RefundCause},
     fleet::{GetCarRequest, ListCarsRequest, RegisterCarRequest},
     mypage::{GetCarAvailabilityRequest, ListAvailableCarsRequest, ListMyReservationsRequest},
-    payment::{CancelPaymentRequest, PayRequest, PaymentStatus},
+    payment::{CancelPaymentRequest, PayRequest, PaymentStatus, Rental},
     reservation::ListReservationsRequest,
 };
-use rentacar_testkit::{Backend, Platform, eventually, register_car, reserve};
+use rentacar_testkit::{Backend, Platform, day, eventually, register_car, reserve};
 use tonic::{Code, Status};
 use tonic_types::StatusExt;
 
@@ -161,7 +161,7 @@ async fn reservation_refuses_bad_requests_and_stores_nothing() -> anyhow::Result
     );
 
     let err = reservations
-        .reserve(reserve("", "amy", "1111", "2026-12-01", "2026-12-02"))
+        .reserve(reserve("", "amy", "1111", day(3), day(4)))
         .await
         .unwrap_err();
     assert_eq!(
@@ -170,7 +170,7 @@ async fn reservation_refuses_bad_requests_and_stores_nothing() -> anyhow::Result
         "a Reserve without a request id is not safe to retry"
     );
     let err = reservations
-        .reserve(reserve("r", "amy", "1111", "2026-12-03", "2026-12-01"))
+        .reserve(reserve("r", "amy", "1111", day(5), day(3)))
         .await
         .unwrap_err();
     assert_eq!(fields(&err), ["return_date"]);
@@ -180,13 +180,30 @@ async fn reservation_refuses_bad_requests_and_stores_nothing() -> anyhow::Result
         .unwrap_err();
     assert_eq!(fields(&err), ["pickup_date", "return_date"]);
 
-    let mut unknown_token = reserve("r", "amy", "1111", "2026-12-01", "2026-12-02");
+    let yesterday_but_one = (chrono::Utc::now().date_naive() - chrono::Days::new(2)).to_string();
+    let err = reservations
+        .reserve(reserve("r", "amy", "1111", &yesterday_but_one, day(4)))
+        .await
+        .unwrap_err();
+    assert_eq!(fields(&err), ["pickup_date"], "a rental cannot start in the past");
+    let err = reservations
+        .reserve(reserve("r", "amy", "1111", day(366), day(367)))
+        .await
+        .unwrap_err();
+    assert_eq!(fields(&err), ["pickup_date"], "nor beyond the booking horizon");
+    let err = reservations
+        .reserve(reserve("r\0", &"a".repeat(65), "11\n11", day(3), day(4)))
+        .await
+        .unwrap_err();
+    assert_eq!(fields(&err), ["request_id", "customer_id", "car_number"]);
+
+    let mut unknown_token = reserve("r", "amy", "1111", day(3), day(4));
     unknown_token.payment_method = "tok_nonsense".into();
     let err = reservations.reserve(unknown_token).await.unwrap_err();
     assert_eq!(fields(&err), ["payment_method"]);
 
     let err = reservations
-        .reserve(reserve("r", "amy", "9999", "2026-12-01", "2026-12-02"))
+        .reserve(reserve("r", "amy", "9999", day(3), day(4)))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
@@ -211,13 +228,9 @@ async fn reservation_refuses_bad_requests_and_stores_nothing() -> anyhow::Result
     assert_eq!(fields(&err), ["customer_id"]);
 
     // Paging through a customer's reservations, newest first.
-    for (i, (pickup, ret)) in [
-        ("2027-01-01", "2027-01-02"),
-        ("2027-01-03", "2027-01-04"),
-        ("2027-01-05", "2027-01-06"),
-    ]
-    .into_iter()
-    .enumerate()
+    for (i, (pickup, ret)) in [(day(34), day(35)), (day(36), day(37)), (day(38), day(39))]
+        .into_iter()
+        .enumerate()
     {
         reservations
             .reserve(reserve(&format!("page-{i}"), "amy", "1111", pickup, ret))
@@ -263,13 +276,23 @@ async fn payment_charges_once_per_reservation() -> anyhow::Result<()> {
         customer_id: "zoe".into(),
         amount: jpy(amount),
         payment_method: token.into(),
-        rental: None,
+        rental: Some(Rental {
+            car_number: "1111".into(),
+            pickup_date: day(3).into(),
+            return_date: day(4).into(),
+        }),
     };
 
     let err = payment.pay(PayRequest::default()).await.unwrap_err();
     assert_eq!(
         fields(&err),
-        ["reservation_id", "customer_id", "amount", "payment_method"]
+        [
+            "reservation_id",
+            "customer_id",
+            "amount",
+            "payment_method",
+            "rental"
+        ]
     );
     let err = payment.pay(pay("r-0", 100, "tok_unknown")).await.unwrap_err();
     assert_eq!(fields(&err), ["payment_method"]);
@@ -313,7 +336,7 @@ async fn payment_charges_once_per_reservation() -> anyhow::Result<()> {
     let refund = |id: &str| CancelPaymentRequest {
         reservation_id: id.into(),
         reason: "test".into(),
-        ..Default::default()
+        cause: RefundCause::CustomerCanceled.into(),
     };
     let refunded = payment
         .cancel_payment(refund("r-1"))
@@ -338,8 +361,8 @@ async fn payment_charges_once_per_reservation() -> anyhow::Result<()> {
         Code::NotFound
     );
 
-    // These payments were made outside reservation: fleet rejects booking a rental that
-    // names no car, and reservation takes that and the refund as not its own business,
+    // These payments were made outside reservation: fleet rejects booking a rental of a
+    // car it does not have, and reservation takes that and the refund as not its own business,
     // retrying nothing.
     eventually("fleet's answer to the approval", || async {
         (platform
@@ -364,7 +387,7 @@ async fn mypage_follows_the_events() -> anyhow::Result<()> {
     let booked = platform
         .reservation()
         .await
-        .reserve(reserve("m-1", "mia", "1111", "2026-12-01", "2026-12-03"))
+        .reserve(reserve("m-1", "mia", "1111", day(3), day(5)))
         .await?
         .into_inner()
         .reservation
@@ -404,7 +427,7 @@ async fn mypage_follows_the_events() -> anyhow::Result<()> {
         return_date: ret.into(),
     };
     let overlapping = mypage
-        .get_car_availability(availability("2026-12-02", "2026-12-04"))
+        .get_car_availability(availability(day(4), day(6)))
         .await?
         .into_inner();
     assert!(!overlapping.available);
@@ -413,15 +436,15 @@ async fn mypage_follows_the_events() -> anyhow::Result<()> {
         vec![booked.reservation_id.clone()]
     );
     let back_to_back = mypage
-        .get_car_availability(availability("2026-12-03", "2026-12-04"))
+        .get_car_availability(availability(day(5), day(6)))
         .await?
         .into_inner();
     assert!(back_to_back.available);
 
     let free = mypage
         .list_available_cars(ListAvailableCarsRequest {
-            pickup_date: "2026-12-01".into(),
-            return_date: "2026-12-02".into(),
+            pickup_date: day(3).into(),
+            return_date: day(4).into(),
             page_size: 0,
             page_token: String::new(),
         })
@@ -431,7 +454,7 @@ async fn mypage_follows_the_events() -> anyhow::Result<()> {
     assert_eq!(numbers, ["2222"]);
 
     let err = mypage
-        .get_car_availability(availability("2026-12-05", "2026-12-01"))
+        .get_car_availability(availability(day(7), day(3)))
         .await
         .unwrap_err();
     assert_eq!(fields(&err), ["return_date"]);

@@ -10,10 +10,20 @@ pub struct Money {
 }
 
 impl Money {
-    /// Validates a positive amount from a request; problems are recorded under `field`.
+    /// The largest amount accepted anywhere, in minor units: a thousand billion, far above
+    /// any rental, far below where sums overflow.
+    pub const MAX_AMOUNT_MINOR: i64 = 1_000_000_000_000;
+
+    /// The largest daily price of a car, in minor units; with at most a year of days a
+    /// rental's price stays under [`Self::MAX_AMOUNT_MINOR`].
+    pub const MAX_DAILY_PRICE_MINOR: i64 = 1_000_000_000;
+
+    /// Validates a positive amount of at most `max` minor units from a request; problems
+    /// are recorded under `field`.
     pub fn positive(
         field: &str,
         money: Option<&common::Money>,
+        max: i64,
         violations: &mut FieldViolations,
     ) -> Option<Self> {
         let Some(money) = money else {
@@ -31,6 +41,9 @@ impl Money {
         }
         if money.amount_minor <= 0 {
             violations.add(format!("{field}.amount_minor"), "must be greater than zero");
+            ok = false;
+        } else if money.amount_minor > max {
+            violations.add(format!("{field}.amount_minor"), format!("must be at most {max}"));
             ok = false;
         }
         ok.then(|| Self {
@@ -77,9 +90,16 @@ mod tests {
             currency_code: "usd".into(),
             amount_minor: 0,
         };
-        assert!(Money::positive("price", Some(&bad), &mut v).is_none());
+        assert!(Money::positive("price", Some(&bad), Money::MAX_AMOUNT_MINOR, &mut v).is_none());
         let fields: Vec<_> = v.iter().map(|(f, _)| f.to_owned()).collect();
         assert_eq!(fields, ["price.currency_code", "price.amount_minor"]);
+
+        let mut v = FieldViolations::new();
+        let huge = common::Money {
+            currency_code: "USD".into(),
+            amount_minor: i64::MAX,
+        };
+        assert!(Money::positive("price", Some(&huge), Money::MAX_AMOUNT_MINOR, &mut v).is_none());
     }
 
     #[test]

@@ -1,4 +1,4 @@
-use crate::FieldViolations;
+use crate::{FieldViolations, text::MAX_PAGE_TOKEN_CHARS};
 
 /// Page size when a request leaves it at 0.
 pub const DEFAULT_PAGE_SIZE: u64 = 50;
@@ -24,6 +24,9 @@ impl PageRequest {
             n => (n as u64).min(MAX_PAGE_SIZE),
         };
         let after = if page_token.is_empty() {
+            None
+        } else if page_token.len() > MAX_PAGE_TOKEN_CHARS {
+            violations.add("page_token", "is not a token returned by a previous page");
             None
         } else {
             let decoded = PageToken::decode(page_token);

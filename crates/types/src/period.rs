@@ -1,9 +1,12 @@
-use chrono::NaiveDate;
+use chrono::{Days, NaiveDate};
 
 use crate::FieldViolations;
 
 /// The longest rental accepted, in days.
 pub const MAX_RENTAL_DAYS: i64 = 365;
+
+/// How far ahead a rental may start, in days from today.
+pub const BOOKING_HORIZON_DAYS: i64 = 365;
 
 /// Days a car is rented: from the pickup date up to, not including, the return date, so
 /// back-to-back rentals (one returns on the day the next picks up) do not overlap.
@@ -31,6 +34,32 @@ impl RentalPeriod {
             return None;
         }
         Some(Self { pickup, return_date })
+    }
+
+    /// Validates the dates of a rental asked for today (`today` in UTC): as [`parse`](Self::parse),
+    /// and the pickup lies between yesterday, the earliest date somewhere on Earth while it
+    /// is `today` in UTC, and [`BOOKING_HORIZON_DAYS`] ahead.
+    pub fn bookable(
+        pickup: &str,
+        return_date: &str,
+        today: NaiveDate,
+        violations: &mut FieldViolations,
+    ) -> Option<Self> {
+        let period = Self::parse(pickup, return_date, violations)?;
+        let earliest = today - Days::new(1);
+        let latest = today + Days::new(BOOKING_HORIZON_DAYS as u64);
+        if period.pickup < earliest {
+            violations.add("pickup_date", "must not be in the past");
+            return None;
+        }
+        if period.pickup > latest {
+            violations.add(
+                "pickup_date",
+                format!("must be at most {BOOKING_HORIZON_DAYS} days from today"),
+            );
+            return None;
+        }
+        Some(period)
     }
 
     pub fn pickup(&self) -> NaiveDate {
@@ -87,6 +116,20 @@ mod tests {
         assert!(!first.overlaps(&period("2026-12-03", "2026-12-05")));
         assert!(first.overlaps(&period("2026-12-02", "2026-12-05")));
         assert!(period("2026-12-02", "2026-12-05").overlaps(&first));
+    }
+
+    #[test]
+    fn bookable_rentals_start_between_yesterday_and_the_horizon() {
+        let today = NaiveDate::from_ymd_opt(2026, 12, 1).unwrap();
+        let bookable = |a: &str, b: &str| {
+            let mut v = FieldViolations::new();
+            RentalPeriod::bookable(a, b, today, &mut v).ok_or(v)
+        };
+        assert!(bookable("2026-11-30", "2026-12-02").is_ok());
+        assert!(bookable("2027-12-01", "2027-12-02").is_ok());
+        let past = bookable("2026-11-29", "2026-12-02").unwrap_err();
+        assert_eq!(past.iter().next().unwrap().0, "pickup_date");
+        assert!(bookable("2027-12-02", "2027-12-03").is_err());
     }
 
     #[test]
