@@ -11,6 +11,7 @@ use rentacar_runtime::db;
 use rentacar_types::{FieldViolations, RentalPeriod};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, DatabaseTransaction, DbErr, EntityTrait, QueryFilter, TransactionTrait,
+    sea_query::Expr,
 };
 
 use crate::{SERVICE, store::car};
@@ -196,22 +197,23 @@ pub async fn release(
         .await?;
         return Ok(());
     };
-    if existing.status != BOOKED {
+    // Conditional on BOOKED and checked by the rows it changed: of two refunds applied at
+    // once (by two replicas, under READ COMMITTED) only one frees the days and says so.
+    let released = booking::Entity::update_many()
+        .col_expr(booking::Column::Status, Expr::value(RELEASED))
+        .col_expr(booking::Column::Reason, Expr::value(canceled.reason.clone()))
+        .col_expr(booking::Column::UpdatedAtMs, Expr::value(now))
+        .filter(booking::Column::ReservationId.eq(canceled.reservation_id.as_str()))
+        .filter(booking::Column::Status.eq(BOOKED))
+        .exec(txn)
+        .await?;
+    if released.rows_affected == 0 {
         return Ok(());
     }
     booked_day::Entity::delete_many()
         .filter(booked_day::Column::ReservationId.eq(canceled.reservation_id.as_str()))
         .exec(txn)
         .await?;
-    booking::Entity::update(booking::ActiveModel {
-        reservation_id: Set(existing.reservation_id.clone()),
-        status: Set(RELEASED.to_owned()),
-        reason: Set(Some(canceled.reason.clone())),
-        updated_at_ms: Set(now),
-        ..Default::default()
-    })
-    .exec(txn)
-    .await?;
     let payload = Payload::CarReleased(CarReleased {
         reservation_id: existing.reservation_id.clone(),
         car_number: existing.car_number.clone(),

@@ -45,6 +45,8 @@ pub enum PaymentStatus {
     Approved,
     Declined,
     Refunded,
+    /// Abandoned before any charge: a later charge is refused.
+    Voided,
 }
 
 impl PaymentStatus {
@@ -53,11 +55,12 @@ impl PaymentStatus {
             Self::Approved => "APPROVED",
             Self::Declined => "DECLINED",
             Self::Refunded => "REFUNDED",
+            Self::Voided => "VOIDED",
         }
     }
 
     pub fn parse(value: &str) -> Option<Self> {
-        [Self::Approved, Self::Declined, Self::Refunded]
+        [Self::Approved, Self::Declined, Self::Refunded, Self::Voided]
             .into_iter()
             .find(|s| s.as_str() == value)
     }

@@ -6,6 +6,8 @@ use tonic::{Code, Status};
 
 /// `ErrorInfo.reason` of a declined payment, for clients to branch on.
 pub const REASON_DECLINED: &str = "PAYMENT_DECLINED";
+/// `ErrorInfo.reason` of a charge for an abandoned reservation.
+pub const REASON_VOIDED: &str = "PAYMENT_VOIDED";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -21,6 +23,8 @@ pub enum Error {
     AlreadyRefunded(String),
     #[error("payment for reservation {0} was declined, so there is nothing to refund")]
     NothingToRefund(String),
+    #[error("reservation {0} was abandoned before it was paid; a new charge needs a new reservation")]
+    Voided(String),
     #[error("database error")]
     Database(#[from] sea_orm::DbErr),
 }
@@ -43,6 +47,7 @@ impl From<Error> for Status {
                 status::with_reason(Code::FailedPrecondition, "PAYMENT_REFUNDED", err.to_string())
             }
             Error::DifferentCharge(id) => status::already_exists("payment", id, err.to_string()),
+            Error::Voided(_) => status::with_reason(Code::FailedPrecondition, REASON_VOIDED, err.to_string()),
             Error::NothingToRefund(_) => {
                 status::with_reason(Code::FailedPrecondition, "NOT_REFUNDABLE", err.to_string())
             }

@@ -20,7 +20,7 @@ pub use error::Error;
 
 use rentacar_events::Host;
 use rentacar_proto::payment::payment_service_server::PaymentServiceServer;
-use rentacar_runtime::{RunError, Server, ServiceConfig};
+use rentacar_runtime::{RunError, Server, ServiceConfig, server};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -35,6 +35,7 @@ pub async fn run(
 ) -> Result<(), RunError> {
     let host = Host::start::<migration::Migrator>(SERVICE, &config, listener, &shutdown).await?;
     let api = grpc::PaymentApi::new(host.db(), host.outbox());
-    let server = Server::new(config.drain_period).add_service(PaymentServiceServer::new(api));
+    let server = Server::new(&config)
+        .add_service(PaymentServiceServer::new(api).max_decoding_message_size(server::MAX_REQUEST_BYTES));
     host.serve(server, shutdown).await
 }

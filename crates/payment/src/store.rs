@@ -7,7 +7,7 @@ use rentacar_proto::{
 };
 use rentacar_runtime::db;
 use rentacar_types::Money;
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, DatabaseConnection, EntityTrait, IntoActiveModel};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, IntoActiveModel, QueryFilter, sea_query::Expr};
 
 use crate::{
     Error, SERVICE,
@@ -98,6 +98,9 @@ async fn pay_once(db: &DatabaseConnection, outbox: &Outbox, charge: Charge) -> R
     {
         Some(row) => {
             let existing = Payment::try_from(row)?;
+            if existing.status == PaymentStatus::Voided {
+                return Err(Error::Voided(charge.reservation_id));
+            }
             if !existing.is_same_charge(&charge) {
                 return Err(Error::DifferentCharge(charge.reservation_id));
             }
@@ -151,7 +154,9 @@ async fn pay_once(db: &DatabaseConnection, outbox: &Outbox, charge: Charge) -> R
     }
 }
 
-/// Refunds an approved payment; a refunded one is returned unchanged.
+/// Refunds an approved payment, once: of concurrent refunds one changes it and stores the
+/// event, the others find it refunded and return it unchanged. With cause ABANDONED a
+/// reservation without a payment is voided, so a charge arriving later is refused.
 pub async fn refund(
     db: &DatabaseConnection,
     outbox: &Outbox,
@@ -159,24 +164,67 @@ pub async fn refund(
     reason: &str,
     cause: RefundCause,
 ) -> Result<Payment, Error> {
+    match refund_once(db, outbox, reservation_id, reason, cause).await {
+        // A charge inserted the row while the void tried to: refund that charge instead.
+        Err(Error::Database(err)) if db::is_unique_violation(&err) => {
+            refund_once(db, outbox, reservation_id, reason, cause).await
+        }
+        outcome => outcome,
+    }
+}
+
+async fn refund_once(
+    db: &DatabaseConnection,
+    outbox: &Outbox,
+    reservation_id: &str,
+    reason: &str,
+    cause: RefundCause,
+) -> Result<Payment, Error> {
+    let abandoned = cause == RefundCause::Abandoned;
     let txn = db::begin_write(db).await?;
-    let row = payment::Entity::find_by_id(reservation_id.to_owned())
+    let Some(row) = payment::Entity::find_by_id(reservation_id.to_owned())
         .one(&txn)
         .await?
-        .ok_or_else(|| Error::NotFound(reservation_id.to_owned()))?;
-    let mut payment = Payment::try_from(row.clone())?;
+    else {
+        if !abandoned {
+            return Err(Error::NotFound(reservation_id.to_owned()));
+        }
+        let voided = void_row(reservation_id, reason);
+        payment::Entity::insert(voided.clone().into_active_model())
+            .exec_without_returning(&txn)
+            .await?;
+        txn.commit().await?;
+        tracing::info!(
+            reservation_id,
+            "reservation abandoned before any charge; payment voided"
+        );
+        return Ok(Payment::try_from(voided)?);
+    };
+    let mut payment = Payment::try_from(row)?;
     match payment.status {
-        PaymentStatus::Refunded => return Ok(payment),
+        PaymentStatus::Refunded | PaymentStatus::Voided => return Ok(payment),
+        // An abandoned reservation whose charge was declined owes nothing either.
+        PaymentStatus::Declined if abandoned => return Ok(payment),
         PaymentStatus::Declined => return Err(Error::NothingToRefund(reservation_id.to_owned())),
         PaymentStatus::Approved => {}
     }
-    let mut active = row.into_active_model();
-    active.status = Set(PaymentStatus::Refunded.as_str().to_owned());
-    active.refund_reason = Set(Some(reason.to_owned()));
-    active.updated_at_ms = Set(now_ms());
-    active.update(&txn).await?;
+    // Conditional on the state read: under READ COMMITTED a concurrent refund may have
+    // committed since, and then this one changes nothing.
+    let refunded = payment::Entity::update_many()
+        .col_expr(
+            payment::Column::Status,
+            Expr::value(PaymentStatus::Refunded.as_str()),
+        )
+        .col_expr(payment::Column::RefundReason, Expr::value(reason))
+        .col_expr(payment::Column::UpdatedAtMs, Expr::value(now_ms()))
+        .filter(payment::Column::ReservationId.eq(reservation_id))
+        .filter(payment::Column::Status.eq(PaymentStatus::Approved.as_str()))
+        .exec(&txn)
+        .await?;
     payment.status = PaymentStatus::Refunded;
-
+    if refunded.rows_affected == 0 {
+        return Ok(payment);
+    }
     let event = Event::new(
         SERVICE,
         &payment.reservation_id,
@@ -191,8 +239,29 @@ pub async fn refund(
     outbox.store(&txn, &event).await?;
     txn.commit().await?;
     outbox.wake();
-    tracing::info!(reservation_id, "payment refunded");
+    tracing::info!(reservation_id, cause = cause.as_str_name(), "payment refunded");
     Ok(payment)
+}
+
+/// The row that marks a reservation as abandoned before it was charged.
+fn void_row(reservation_id: &str, reason: &str) -> payment::Model {
+    let now = now_ms();
+    payment::Model {
+        reservation_id: reservation_id.to_owned(),
+        payment_id: format!("void_{}", uuid::Uuid::new_v4().simple()),
+        customer_id: String::new(),
+        amount_minor: 0,
+        currency_code: String::new(),
+        payment_method: String::new(),
+        status: PaymentStatus::Voided.as_str().to_owned(),
+        decline_reason: None,
+        refund_reason: Some(reason.to_owned()),
+        car_number: String::new(),
+        pickup_date: String::new(),
+        return_date: String::new(),
+        created_at_ms: now,
+        updated_at_ms: now,
+    }
 }
 
 pub async fn find(db: &DatabaseConnection, reservation_id: &str) -> Result<Option<Payment>, Error> {

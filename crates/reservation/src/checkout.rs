@@ -4,14 +4,18 @@
 //! then marked PAID with its event. The charge and the mark run in a task of their own, so
 //! a caller that gives up (a deadline, a cancel) does not stop them halfway. Whatever still
 //! ends up pending (a crash, payment's answer lost) is settled by [`Checkout::settle_pending`]:
-//! it asks payment what happened and marks the reservation PAID, or forgets it. So a
-//! payment never stays without its reservation, and a reservation is never PAID without
-//! its payment.
+//! it asks payment what happened and marks the reservation PAID, or voids the payment (so a
+//! charge still on its way is refused, and one that slipped in is refunded) and only then
+//! forgets the reservation. So a payment never stays without its reservation, and a
+//! reservation is never PAID without its payment.
 
 use std::time::Duration;
 
 use rentacar_events::Outbox;
-use rentacar_proto::payment::PaymentStatus;
+use rentacar_proto::{
+    common::RefundCause,
+    payment::{self as pb, PaymentStatus},
+};
 use sea_orm::DatabaseConnection;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -46,7 +50,8 @@ impl Checkout {
             db,
             outbox,
             payments,
-            settle_after: payment_timeout + Duration::from_secs(2),
+            // A charge is tried at most twice (see `payment`), each within the timeout.
+            settle_after: payment_timeout * 2 + Duration::from_secs(2),
         }
     }
 
@@ -55,22 +60,22 @@ impl Checkout {
     pub async fn reserve(&self, command: ReserveCommand) -> Result<Reservation, Error> {
         let reservation_id = command.reservation_id();
         let pending = match store::find_any(&self.db, &reservation_id).await? {
-            Some(existing) if !command.matches(&existing) => {
-                return Err(Error::RequestIdReused(existing.request_id));
-            }
-            // A retry of a call whose payment outcome is still open: charge what was asked.
-            Some(existing) if existing.status == Status::PendingPayment => existing,
-            Some(existing) => return Ok(existing),
+            Some(existing) => match Self::retried(&command, existing)? {
+                Retried::Done(reservation) => return Ok(reservation),
+                Retried::Pending(pending) => pending,
+            },
             None => {
+                // Nothing is written for a call that the open circuit would refuse anyway.
+                self.payments.check_open()?;
                 let daily_price = store::daily_price(&self.db, &command.car_number)
                     .await?
                     .ok_or_else(|| Error::CarNotFound(command.car_number.clone()))?;
                 let price = domain::price(&daily_price, &command.period).ok_or(Error::PriceOverflow)?;
                 let pending = Reservation {
                     reservation_id,
-                    request_id: command.request_id,
-                    customer_id: command.customer_id,
-                    car_number: command.car_number,
+                    request_id: command.request_id.clone(),
+                    customer_id: command.customer_id.clone(),
+                    car_number: command.car_number.clone(),
                     period: command.period,
                     price,
                     status: Status::PendingPayment,
@@ -78,10 +83,21 @@ impl Checkout {
                     rejection_reason: None,
                     created_at_ms: store::now_ms(),
                 };
-                store::insert_pending(&self.db, &pending).await?;
-                pending
+                if !store::insert_pending(&self.db, &pending).await? {
+                    // A concurrent call with the same request id recorded it first.
+                    let existing = store::find_any(&self.db, &pending.reservation_id)
+                        .await?
+                        .ok_or_else(|| Error::ReservationNotFound(pending.reservation_id.clone()))?;
+                    match Self::retried(&command, existing)? {
+                        Retried::Done(reservation) => return Ok(reservation),
+                        Retried::Pending(existing) => existing,
+                    }
+                } else {
+                    pending
+                }
             }
         };
+        self.payments.check_open()?;
 
         let this = self.clone();
         let method = command.payment_method;
@@ -90,6 +106,19 @@ impl Checkout {
         tokio::spawn(charge.instrument(tracing::Span::current()))
             .await
             .map_err(|e| Error::Interrupted(e.to_string()))?
+    }
+
+    /// What to do about a reservation already recorded under this call's request id: a
+    /// retry gets the first result, or charges what was first asked while the payment's
+    /// outcome is open; another rental under the same request id is refused.
+    fn retried(command: &ReserveCommand, existing: Reservation) -> Result<Retried, Error> {
+        if !command.matches(&existing) {
+            return Err(Error::RequestIdReused(existing.request_id));
+        }
+        Ok(match existing.status {
+            Status::PendingPayment => Retried::Pending(existing),
+            _ => Retried::Done(existing),
+        })
     }
 
     async fn pay(&self, pending: Reservation, payment_method: &str) -> Result<Reservation, Error> {
@@ -106,10 +135,15 @@ impl Checkout {
             )
             .await;
         match charged {
-            Ok(payment_id) => store::mark_paid(&self.db, &self.outbox, id, &payment_id).await,
-            // Definitely not charged: nothing stays behind.
+            Ok(payment_id) => store::mark_paid(&self.db, &self.outbox, &pending, &payment_id).await,
+            // Payment refused this charge and recorded nothing for it (or keeps a decline):
+            // nothing stays behind. Should a concurrent call with the same request id be
+            // charged after all, marking it paid records it again.
             Err(
-                err @ (Error::PaymentDeclined(_) | Error::InvalidArgument(_) | Error::ChargedDifferently),
+                err @ (Error::PaymentDeclined(_)
+                | Error::InvalidArgument(_)
+                | Error::ChargedDifferently
+                | Error::PaymentClosed),
             ) => {
                 store::forget_pending(&self.db, id).await?;
                 Err(err)
@@ -137,17 +171,45 @@ impl Checkout {
         for pending in store::stale_pending(&self.db, before).await? {
             let id = &pending.reservation_id;
             match self.payments.get(id).await? {
-                Some(payment) if payment.status() == PaymentStatus::Approved => {
+                Some(payment)
+                    if payment.status() == PaymentStatus::Approved && pays_for(&payment, &pending) =>
+                {
                     tracing::info!(reservation_id = %id, "payment found approved; reservation now paid");
-                    store::mark_paid(&self.db, &self.outbox, id, &payment.payment_id).await?;
+                    store::mark_paid(&self.db, &self.outbox, &pending, &payment.payment_id).await?;
                 }
-                // Declined, refunded, or never charged.
+                // Declined, refunded, never charged, or charged for something else: void it
+                // first, so that a charge still on its way cannot succeed afterwards.
                 _ => {
-                    tracing::info!(reservation_id = %id, "no approved payment; pending reservation dropped");
+                    let voided = self
+                        .payments
+                        .refund(id, "reservation abandoned", RefundCause::Abandoned)
+                        .await;
+                    match voided {
+                        Ok(_) | Err(Error::NothingToRefund) => {}
+                        Err(err) => return Err(err),
+                    }
+                    tracing::info!(reservation_id = %id, "no approved payment; payment voided and pending reservation dropped");
                     store::forget_pending(&self.db, id).await?;
                 }
             }
         }
         Ok(())
     }
+}
+
+/// A reservation found under a call's request id.
+enum Retried {
+    /// Decided: the call returns it as it is.
+    Done(Reservation),
+    /// Its payment's outcome is open: the call charges it.
+    Pending(Reservation),
+}
+
+/// Whether `payment` is the charge of `reservation`, not of some other call that reused
+/// its id.
+fn pays_for(payment: &pb::Payment, reservation: &Reservation) -> bool {
+    let amount = payment.amount.clone().unwrap_or_default();
+    payment.customer_id == reservation.customer_id
+        && amount.amount_minor == reservation.price.amount_minor
+        && amount.currency_code == reservation.price.currency_code
 }

@@ -22,6 +22,10 @@ pub enum Error {
     PaymentUnavailable(#[source] tonic::Status),
     #[error("the payment service failed")]
     PaymentFailed(#[source] tonic::Status),
+    #[error("the payment service is failing; reservations are paused, try again later")]
+    PaymentPaused(Duration),
+    #[error("the payment of this request was refunded or voided; use a new request id")]
+    PaymentClosed,
     #[error("this reservation was already charged differently; use a new request id")]
     ChargedDifferently,
     #[error("the payment of this reservation was declined, so there is nothing to refund")]
@@ -59,6 +63,12 @@ impl From<Error> for Status {
             Error::PaymentUnavailable(cause) => {
                 tracing::warn!(code = ?cause.code(), message = cause.message(), "payment unavailable");
                 status::unavailable("PAYMENT_UNAVAILABLE", err.to_string(), Duration::from_secs(1))
+            }
+            Error::PaymentPaused(retry_after) => {
+                status::unavailable("PAYMENT_PAUSED", err.to_string(), *retry_after)
+            }
+            Error::PaymentClosed => {
+                status::with_reason(Code::FailedPrecondition, "PAYMENT_CLOSED", err.to_string())
             }
             Error::PaymentFailed(cause) => {
                 tracing::error!(code = ?cause.code(), message = cause.message(), "payment failed");

@@ -108,21 +108,24 @@ impl Handler for SagaHandler {
                 Status::Rejected,
                 Some(rejected.reason.as_str()),
             ),
-            // A refund whose own change did not commit (a crash right after it) still
-            // reaches the state it was for.
-            Some(Payload::PaymentCanceled(refund)) => match refund.cause() {
-                RefundCause::CustomerCanceled => (&refund.reservation_id, Status::Canceled, None),
-                RefundCause::BookingRejected => (
-                    &refund.reservation_id,
-                    Status::Rejected,
-                    Some(refund.reason.as_str()),
-                ),
-                RefundCause::Unspecified => return Ok(()),
-            },
+            // Decided below, once the reservation's state is known.
+            Some(Payload::PaymentCanceled(refund)) => (&refund.reservation_id, Status::Canceled, None),
             _ => return Ok(()),
         };
         let Some(reservation) = ours(reservation_id, store::find_any(txn, reservation_id).await)? else {
             return Ok(());
+        };
+        // A refund, by whatever path it reached payment, frees the car's days, so the
+        // reservation cannot stay PAID or CONFIRMED: one rejected while still PAID is
+        // REJECTED (also when this refund's own change did not commit, a crash right after
+        // it), any other is CANCELED.
+        let (to, reason) = match &event.payload {
+            Some(Payload::PaymentCanceled(refund))
+                if refund.cause() == RefundCause::BookingRejected && reservation.status == Status::Paid =>
+            {
+                (Status::Rejected, Some(refund.reason.as_str()))
+            }
+            _ => (to, reason),
         };
         let payload = match to {
             Status::Confirmed => Payload::ReservationConfirmed(ReservationConfirmed {

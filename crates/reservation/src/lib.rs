@@ -37,6 +37,7 @@ use rentacar_proto::reservation::reservation_service_server::ReservationServiceS
 use rentacar_runtime::{
     RunError, Server, ServiceConfig,
     config::{ConfigError, Env},
+    server,
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -51,6 +52,9 @@ pub struct Config {
     pub payment_url: String,
     /// `RENTACAR_PAYMENT_TIMEOUT_MS`: the deadline of each call to payment.
     pub payment_timeout: Duration,
+    /// `RENTACAR_PAYMENT_BREAKER_OPEN_MS`: how long calls to a failing payment service are
+    /// paused before one probe call is let through.
+    pub payment_breaker_open: Duration,
 }
 
 impl Config {
@@ -63,14 +67,20 @@ impl Config {
                 &["http", "https"],
             )?,
             payment_timeout: env.millis_or("RENTACAR_PAYMENT_TIMEOUT_MS", Duration::from_secs(3))?,
+            payment_breaker_open: env
+                .millis_or("RENTACAR_PAYMENT_BREAKER_OPEN_MS", Duration::from_secs(5))?,
         })
     }
 }
 
 /// Runs reservation on `listener` until `shutdown` fires, then drains.
 pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationToken) -> Result<(), RunError> {
-    let payments = payment::PaymentClient::new(&config.payment_url, config.payment_timeout)
-        .map_err(|e| RunError::Setup("payment client", e.into()))?;
+    let payments = payment::PaymentClient::new(
+        &config.payment_url,
+        config.payment_timeout,
+        config.payment_breaker_open,
+    )
+    .map_err(|e| RunError::Setup("payment client", e.into()))?;
     let mut host = Host::start::<migration::Migrator>(SERVICE, &config.service, listener, &shutdown).await?;
     host.consume(
         "reservation-car-catalog",
@@ -101,6 +111,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         saga_metrics,
         shutdown.clone(),
     );
-    let server = Server::new(config.service.drain_period).add_service(ReservationServiceServer::new(api));
+    let server = Server::new(&config.service)
+        .add_service(ReservationServiceServer::new(api).max_decoding_message_size(server::MAX_REQUEST_BYTES));
     host.serve(server, shutdown).await
 }

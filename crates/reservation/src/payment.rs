@@ -1,43 +1,201 @@
-//! The payment service as reservation sees it: a client with a deadline on every call, and
-//! the translation of payment's statuses into reservation's errors.
+//! The payment service as reservation sees it: a guarded client, and the translation of
+//! payment's statuses into reservation's errors.
+//!
+//! Every call has a deadline and goes through, from the outside in: a limit on calls in
+//! flight (beyond it a call fails at once rather than queueing), and a circuit breaker that
+//! opens when most recent calls failed (UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED or
+//! INTERNAL; a decline is an answer, not a failure). While it is open calls fail fast with
+//! UNAVAILABLE and a RetryInfo; after the open period one probe call decides whether it
+//! closes. Every payment call is idempotent (keyed by reservation id), so one that failed
+//! with UNAVAILABLE is tried once more, while a retry budget allows it.
 
-use std::time::Duration;
+use std::{
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
 
+use futures::future::BoxFuture;
 use rentacar_proto::{
     common::RefundCause,
     payment::{self as pb, payment_service_client::PaymentServiceClient},
 };
+use rentacar_runtime::status;
 use rentacar_types::{FieldViolations, Money, RentalPeriod};
-use tonic::{
-    Code, Status,
-    transport::{Channel, Endpoint},
-};
-use tonic_tracing_opentelemetry::middleware::client::{OtelGrpcLayer, OtelGrpcService};
+use tonic::{Code, Status, body::Body, codegen::http, transport::Endpoint};
+use tonic_tracing_opentelemetry::middleware::client::OtelGrpcLayer;
 use tonic_types::StatusExt;
+use tower::{BoxError, ServiceBuilder, retry::budget::Budget, util::BoxCloneSyncService};
+use tower_resilience_circuitbreaker::{
+    CircuitBreakerError, CircuitBreakerLayer, CircuitState, FailureClassifier, SlidingWindowType,
+};
 
 use crate::Error;
 
 /// How long establishing a connection to payment may take before the call fails over to
 /// UNAVAILABLE.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Calls to payment in flight at once; more fail at once with UNAVAILABLE.
+const MAX_IN_FLIGHT: usize = 512;
+/// The breaker looks at the calls of this last stretch of time...
+const BREAKER_WINDOW: Duration = Duration::from_secs(10);
+/// ...once there were at least this many...
+const BREAKER_MINIMUM_CALLS: usize = 10;
+/// ...and opens when at least this share of them failed.
+const BREAKER_FAILURE_RATE: f64 = 0.5;
+
+/// `ErrorInfo.reason` of a call refused because the circuit is open.
+const REASON_CIRCUIT_OPEN: &str = "PAYMENT_CIRCUIT_OPEN";
+/// `ErrorInfo.reason` of a call refused because too many are in flight.
+const REASON_OVERLOADED: &str = "PAYMENT_OVERLOADED";
+
+type Calls = BoxCloneSyncService<http::Request<Body>, http::Response<Body>, Status>;
 
 #[derive(Clone)]
 pub struct PaymentClient {
-    /// Each call is a client span whose context goes along as `traceparent`.
-    client: PaymentServiceClient<OtelGrpcService<Channel>>,
+    client: PaymentServiceClient<Calls>,
+    breaker: Breaker,
+    /// Retries may add at most a tenth to the calls made.
+    retries: Arc<tower::retry::budget::TpsBudget>,
+}
+
+/// When the circuit opened, so a call can be refused before anything is written for it.
+#[derive(Clone)]
+struct Breaker {
+    opened_at: Arc<Mutex<Option<Instant>>>,
+    open_period: Duration,
+}
+
+impl Breaker {
+    /// How long the circuit stays open, if it is.
+    fn open_for(&self) -> Option<Duration> {
+        let opened_at = (*self.opened_at.lock().expect("not poisoned"))?;
+        self.open_period.checked_sub(opened_at.elapsed())
+    }
+
+    fn changed(&self, to: CircuitState) {
+        let mut opened_at = self.opened_at.lock().expect("not poisoned");
+        *opened_at = (to == CircuitState::Open).then(Instant::now);
+        tracing::warn!(state = ?to, "payment circuit breaker changed");
+    }
+}
+
+/// What the breaker counts as a failure: no answer (a connection or deadline error), or an
+/// answer that says payment is in trouble. tonic sends an error status in the response
+/// headers (trailers-only), which is where this looks.
+#[derive(Clone, Copy)]
+struct PaymentFailures;
+
+impl<E> FailureClassifier<http::Response<Body>, E> for PaymentFailures {
+    fn classify(&self, result: &Result<http::Response<Body>, E>) -> bool {
+        let Ok(response) = result else { return true };
+        let code = response
+            .headers()
+            .get("grpc-status")
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.parse::<i32>().ok())
+            .map(Code::from_i32);
+        matches!(
+            code,
+            Some(Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted | Code::Internal)
+        )
+    }
 }
 
 impl PaymentClient {
     /// A client that connects on first use, so reservation starts even while payment is down.
-    pub fn new(url: &str, timeout: Duration) -> Result<Self, tonic::transport::Error> {
+    /// `breaker_open` is how long the circuit stays open before a probe call is let through.
+    pub fn new(
+        url: &str,
+        timeout: Duration,
+        breaker_open: Duration,
+    ) -> Result<Self, tonic::transport::Error> {
         let channel = Endpoint::from_shared(url.to_owned())?
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(timeout)
             .connect_lazy();
-        let traced = tower::ServiceBuilder::new().layer(OtelGrpcLayer).service(channel);
+        let breaker = Breaker {
+            opened_at: Arc::default(),
+            open_period: breaker_open,
+        };
+        let watched = breaker.clone();
+        let circuit = CircuitBreakerLayer::builder()
+            .name("payment")
+            .sliding_window_type(SlidingWindowType::TimeBased)
+            .sliding_window_duration(BREAKER_WINDOW)
+            .minimum_number_of_calls(BREAKER_MINIMUM_CALLS)
+            .failure_rate_threshold(BREAKER_FAILURE_RATE)
+            .wait_duration_in_open(breaker_open)
+            .permitted_calls_in_half_open(1)
+            .on_state_transition(move |_, to| watched.changed(to))
+            .failure_classifier_type(PaymentFailures)
+            .build()
+            .expect("the breaker's settings are valid");
+        let open_period = breaker_open;
+        let guarded = ServiceBuilder::new()
+            // A concrete error type: a boxed one trips up the compiler's checks of the
+            // generated client's futures.
+            .map_err(|err: BoxError| -> Status {
+                if err.is::<tower::load_shed::error::Overloaded>() {
+                    return status::unavailable(
+                        REASON_OVERLOADED,
+                        "too many calls to the payment service in flight; try again",
+                        Duration::from_millis(100),
+                    );
+                }
+                Status::from_error(err)
+            })
+            .load_shed()
+            .concurrency_limit(MAX_IN_FLIGHT)
+            .map_err(
+                move |err: CircuitBreakerError<tonic::transport::Error>| -> BoxError {
+                    match err {
+                        CircuitBreakerError::OpenCircuit => Box::new(status::unavailable(
+                            REASON_CIRCUIT_OPEN,
+                            "the payment service is failing; calls are paused",
+                            open_period,
+                        )),
+                        CircuitBreakerError::Inner(err) => Box::new(err),
+                    }
+                },
+            )
+            .layer(circuit)
+            // Each call that leaves is a client span whose context goes along as
+            // `traceparent`; calls refused here never reach payment.
+            .layer(OtelGrpcLayer)
+            .service(channel);
         Ok(Self {
-            client: PaymentServiceClient::new(traced),
+            client: PaymentServiceClient::new(BoxCloneSyncService::new(guarded)),
+            breaker,
+            retries: Arc::new(tower::retry::budget::TpsBudget::new(
+                Duration::from_secs(10),
+                10,
+                0.1,
+            )),
         })
+    }
+
+    /// Refuses a new reservation while the circuit is open, before anything is written.
+    pub fn check_open(&self) -> Result<(), Error> {
+        match self.breaker.open_for() {
+            Some(retry_after) => Err(Error::PaymentPaused(retry_after)),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs `call`, and once more if it failed with UNAVAILABLE from payment (not from this
+    /// client's own guards) and the retry budget allows.
+    async fn idempotent<T>(
+        &self,
+        call: impl Fn(PaymentServiceClient<Calls>) -> BoxFuture<'static, Result<T, Status>>,
+    ) -> Result<T, Status> {
+        self.retries.deposit();
+        match call(self.client.clone()).await {
+            Err(status) if retryable(&status) && self.retries.withdraw() => {
+                tracing::debug!(message = status.message(), "payment call retried");
+                call(self.client.clone()).await
+            }
+            outcome => outcome,
+        }
     }
 
     /// Charges `price` for the rental; returns the payment id.
@@ -61,7 +219,13 @@ impl PaymentClient {
                 return_date: period.return_date().to_string(),
             }),
         };
-        let response = self.client.clone().pay(request).await.map_err(from_status)?;
+        let response = self
+            .idempotent(|mut client| {
+                let request = request.clone();
+                Box::pin(async move { client.pay(request).await })
+            })
+            .await
+            .map_err(from_status)?;
         Ok(response
             .into_inner()
             .payment
@@ -74,43 +238,74 @@ impl PaymentClient {
         let request = pb::GetPaymentRequest {
             reservation_id: reservation_id.to_owned(),
         };
-        match self.client.clone().get_payment(request).await {
+        let answer = self
+            .idempotent(|mut client| {
+                let request = request.clone();
+                Box::pin(async move { client.get_payment(request).await })
+            })
+            .await;
+        match answer {
             Ok(response) => Ok(response.into_inner().payment),
             Err(status) if status.code() == Code::NotFound => Ok(None),
             Err(status) => Err(from_status(status)),
         }
     }
 
-    /// Refunds the reservation's payment. Refunding twice is harmless on payment's side.
-    pub async fn refund(&self, reservation_id: &str, reason: &str, cause: RefundCause) -> Result<(), Error> {
+    /// Refunds the reservation's payment, and returns it as it now is. Refunding twice is
+    /// harmless on payment's side; with cause ABANDONED a reservation not charged yet is
+    /// voided, so that no later charge can go through.
+    pub async fn refund(
+        &self,
+        reservation_id: &str,
+        reason: &str,
+        cause: RefundCause,
+    ) -> Result<pb::Payment, Error> {
         let request = pb::CancelPaymentRequest {
             reservation_id: reservation_id.to_owned(),
             reason: reason.to_owned(),
             cause: cause.into(),
         };
-        self.client
-            .clone()
-            .cancel_payment(request)
+        let response = self
+            .idempotent(|mut client| {
+                let request = request.clone();
+                Box::pin(async move { client.cancel_payment(request).await })
+            })
             .await
             .map_err(from_status)?;
-        Ok(())
+        Ok(response.into_inner().payment.unwrap_or_default())
     }
 }
 
-/// What a status from payment means to a reservation's caller. Payment's own messages are
-/// logged, not passed on: they speak of payment's internals.
+/// Whether a failed call may be tried again at once: payment (or the path to it) said
+/// UNAVAILABLE, rather than this client pausing or shedding the call.
+fn retryable(status: &Status) -> bool {
+    let local = status
+        .get_details_error_info()
+        .is_some_and(|info| info.reason == REASON_CIRCUIT_OPEN || info.reason == REASON_OVERLOADED);
+    status.code() == Code::Unavailable && !local
+}
+
+/// What a status from payment means to a reservation's caller: every answer maps to
+/// something the caller can act on. Payment's own messages are logged, not passed on:
+/// they speak of payment's internals.
 fn from_status(status: Status) -> Error {
     let reason = status
         .get_details_error_info()
         .map(|info| info.reason)
         .unwrap_or_default();
-    match status.code() {
-        Code::FailedPrecondition if reason == "PAYMENT_DECLINED" => {
-            Error::PaymentDeclined(status.message().to_owned())
+    match (status.code(), reason.as_str()) {
+        (Code::FailedPrecondition, "PAYMENT_DECLINED") => Error::PaymentDeclined(status.message().to_owned()),
+        (Code::FailedPrecondition, "NOT_REFUNDABLE") | (Code::NotFound, _) => Error::NothingToRefund,
+        (Code::FailedPrecondition, "PAYMENT_REFUNDED" | "PAYMENT_VOIDED") => Error::PaymentClosed,
+        (Code::Unavailable, REASON_CIRCUIT_OPEN) => {
+            let retry_after = status
+                .get_details_retry_info()
+                .and_then(|info| info.retry_delay)
+                .unwrap_or(Duration::from_secs(1));
+            Error::PaymentPaused(retry_after)
         }
-        Code::FailedPrecondition if reason == "NOT_REFUNDABLE" => Error::NothingToRefund,
         // Only the payment method is the caller's to fix; the rest reservation validated.
-        Code::InvalidArgument => {
+        (Code::InvalidArgument, _) => {
             let mut violations = FieldViolations::new();
             let details = status.get_details_bad_request().map(|b| b.field_violations);
             for violation in details.unwrap_or_default() {
@@ -124,12 +319,9 @@ fn from_status(status: Status) -> Error {
                 Error::InvalidArgument(violations)
             }
         }
-        Code::AlreadyExists => Error::ChargedDifferently,
-        Code::Unavailable
-        | Code::DeadlineExceeded
-        | Code::Cancelled
-        | Code::ResourceExhausted
-        | Code::Unknown => Error::PaymentUnavailable(status),
-        _ => Error::PaymentFailed(status),
+        (Code::AlreadyExists, _) => Error::ChargedDifferently,
+        (Code::FailedPrecondition, _) => Error::PaymentFailed(status),
+        // Anything else leaves the outcome open: the same request id may be sent again.
+        _ => Error::PaymentUnavailable(status),
     }
 }

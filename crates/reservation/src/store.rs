@@ -135,15 +135,24 @@ pub async fn find_any(db: &impl ConnectionTrait, reservation_id: &str) -> Result
     Ok(row.map(Reservation::try_from).transpose()?)
 }
 
-/// Records a reservation about to be paid. A concurrent retry of the same request may have
-/// recorded it first, which is fine: both go on to the same idempotent payment.
+/// Records a reservation about to be paid; returns false when a concurrent call with the
+/// same request id recorded it first.
 #[tracing::instrument(
     target = "otel::tracing",
     level = "trace",
     name = "reservations insert",
     skip_all
 )]
-pub async fn insert_pending(db: &DatabaseConnection, reservation: &Reservation) -> Result<(), Error> {
+pub async fn insert_pending(db: &DatabaseConnection, reservation: &Reservation) -> Result<bool, Error> {
+    match insert_row(db, reservation).await {
+        Ok(()) => Ok(true),
+        Err(err) if db::is_unique_violation(&err) => Ok(false),
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// Inserts `reservation` as PENDING_PAYMENT.
+async fn insert_row(db: &impl ConnectionTrait, reservation: &Reservation) -> Result<(), DbErr> {
     let now = now_ms();
     let row = reservation::Model {
         reservation_id: reservation.reservation_id.clone(),
@@ -160,17 +169,16 @@ pub async fn insert_pending(db: &DatabaseConnection, reservation: &Reservation) 
         updated_at_ms: now,
         rejection_reason: None,
     };
-    match reservation::Entity::insert(row.into_active_model())
+    reservation::Entity::insert(row.into_active_model())
         .exec_without_returning(db)
-        .await
-    {
-        Err(err) if !db::is_unique_violation(&err) => Err(err.into()),
-        _ => Ok(()),
-    }
+        .await?;
+    Ok(())
 }
 
 /// Moves a pending reservation to PAID with its `reservation.paid` event, and returns it as
-/// it now is (a concurrent call may have done it already).
+/// it now is (a concurrent call may have done it already). A charged reservation is never
+/// lost: if a concurrent call with the same request id forgot the pending row meanwhile
+/// (payment refused *its* charge), the row is recorded again, as PAID.
 #[tracing::instrument(
     target = "otel::tracing",
     level = "trace",
@@ -180,10 +188,14 @@ pub async fn insert_pending(db: &DatabaseConnection, reservation: &Reservation) 
 pub async fn mark_paid(
     db: &DatabaseConnection,
     outbox: &Outbox,
-    reservation_id: &str,
+    pending: &Reservation,
     payment_id: &str,
 ) -> Result<Reservation, Error> {
+    let reservation_id = pending.reservation_id.as_str();
     let txn = db::begin_write(db).await?;
+    if find_any(&txn, reservation_id).await?.is_none() {
+        insert_row(&txn, pending).await?;
+    }
     let updated = reservation::Entity::update_many()
         .col_expr(reservation::Column::Status, Expr::value(Status::Paid.as_str()))
         .col_expr(reservation::Column::PaymentId, Expr::value(payment_id))

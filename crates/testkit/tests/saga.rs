@@ -10,7 +10,7 @@ use rentacar_proto::{
     reservation::{CancelReservationRequest, GetReservationRequest, Reservation, ReservationStatus},
 };
 use rentacar_reservation::domain::ReserveCommand;
-use rentacar_testkit::{Backend, Platform, Svc, eventually, register_car, reserve};
+use rentacar_testkit::{Backend, Platform, Svc, day, eventually, register_car, reserve};
 use rentacar_types::{FieldViolations, RentalPeriod};
 
 fn settled(r: &Reservation) -> bool {
@@ -42,7 +42,7 @@ async fn end_to_end(backend: Backend) -> anyhow::Result<()> {
     let mut reservations = platform.reservation().await;
 
     let first = reservations
-        .reserve(reserve("e-1", "gina", "1111", "2026-12-01", "2026-12-04"))
+        .reserve(reserve("e-1", "gina", "1111", day(3), day(6)))
         .await?;
     let first = first.into_inner().reservation.unwrap();
     assert_eq!(first.status(), ReservationStatus::Paid);
@@ -74,7 +74,7 @@ async fn end_to_end(backend: Backend) -> anyhow::Result<()> {
     })
     .await;
     let again = reservations
-        .reserve(reserve("e-2", "hank", "1111", "2026-12-01", "2026-12-04"))
+        .reserve(reserve("e-2", "hank", "1111", day(3), day(6)))
         .await?;
     let again = again.into_inner().reservation.unwrap();
     let again = platform.watch_until(&again.reservation_id, settled).await?;
@@ -82,7 +82,7 @@ async fn end_to_end(backend: Backend) -> anyhow::Result<()> {
 
     // An overlapping one is rejected, with the reason, and its payment refunded.
     let late = reservations
-        .reserve(reserve("e-3", "ivan", "1111", "2026-12-03", "2026-12-05"))
+        .reserve(reserve("e-3", "ivan", "1111", day(5), day(7)))
         .await?;
     let late = late.into_inner().reservation.unwrap();
     let late = platform.watch_until(&late.reservation_id, settled).await?;
@@ -118,9 +118,9 @@ async fn fleet_away_then_back(backend: Backend) -> anyhow::Result<()> {
     let mut reservations = platform.reservation().await;
     let mut ids = Vec::new();
     for (i, (car, pickup, ret)) in [
-        ("1111", "2026-12-01", "2026-12-03"),
-        ("1111", "2026-12-02", "2026-12-04"),
-        ("2222", "2026-12-01", "2026-12-03"),
+        ("1111", day(3), day(5)),
+        ("1111", day(4), day(6)),
+        ("2222", day(3), day(5)),
     ]
     .into_iter()
     .enumerate()
@@ -173,8 +173,8 @@ async fn fifty_race_for_one_car(backend: Backend) -> anyhow::Result<()> {
     for i in 0..50u32 {
         let mut client = reservations.clone();
         // Every range holds 2026-12-05.
-        let pickup = format!("2026-12-0{}", 1 + i % 4);
-        let ret = format!("2026-12-{:02}", 6 + i % 3);
+        let pickup = day(3 + i as u64 % 4).to_owned();
+        let ret = day(8 + i as u64 % 3).to_owned();
         let request = reserve(&format!("race-{i}"), &format!("racer-{i}"), "7777", &pickup, &ret);
         calls.push(tokio::spawn(async move { client.reserve(request).await }));
     }
@@ -236,7 +236,7 @@ async fn redelivery_has_no_second_effect(backend: Backend) -> anyhow::Result<()>
     let made = platform
         .reservation()
         .await
-        .reserve(reserve("d-1", "kim", "1111", "2026-12-01", "2026-12-02"))
+        .reserve(reserve("d-1", "kim", "1111", day(3), day(4)))
         .await?;
     let made = made.into_inner().reservation.unwrap();
     platform
@@ -281,7 +281,7 @@ async fn a_crash_between_commit_and_publish_loses_nothing(backend: Backend) -> a
     let made = platform
         .reservation()
         .await
-        .reserve(reserve("k-1", "lee", "1111", "2026-12-01", "2026-12-02"))
+        .reserve(reserve("k-1", "lee", "1111", day(3), day(4)))
         .await?;
     let made = made.into_inner().reservation.unwrap();
 
@@ -305,7 +305,7 @@ async fn a_lost_payment_answer_is_settled(backend: Backend) -> anyhow::Result<()
     let mut platform = Platform::start(backend).await?;
     register_car(&platform, "1111", "Corolla", 5000).await?;
     platform.stop_service(Svc::Payment).await?;
-    let request = reserve("lost-1", "mona", "1111", "2026-12-01", "2026-12-03");
+    let request = reserve("lost-1", "mona", "1111", day(3), day(5));
     let err = platform
         .reservation()
         .await

@@ -1,0 +1,273 @@
+//! Concurrent calls on one reservation end in exactly one outcome, on SQLite and on
+//! PostgreSQL (whose READ COMMITTED does not serialise a read followed by a write), and a
+//! refund keeps every service consistent whichever path it took to payment.
+
+use futures::future::join_all;
+use rentacar_proto::{
+    common::RefundCause,
+    payment::{CancelPaymentRequest, PayRequest, PaymentStatus, Rental},
+    reservation::{CancelReservationRequest, ListReservationsRequest, Reservation, ReservationStatus},
+};
+use rentacar_testkit::{Backend, Platform, day, eventually, register_car, reserve};
+use tonic::Code;
+use tonic_types::StatusExt;
+
+/// A reservation that got as far as CONFIRMED.
+async fn confirmed(platform: &Platform, request_id: &str, car: &str) -> anyhow::Result<Reservation> {
+    let mut client = platform.reservation().await;
+    let paid = client
+        .reserve(reserve(request_id, "rosa", car, day(20), day(22)))
+        .await?
+        .into_inner()
+        .reservation
+        .expect("a reservation");
+    let done = platform
+        .watch_until(&paid.reservation_id, |r| r.status() != ReservationStatus::Paid)
+        .await?;
+    assert_eq!(done.status(), ReservationStatus::Confirmed);
+    Ok(done)
+}
+
+/// Waits until `subject` holds `expected` events, then checks no more arrive while the
+/// saga settles (each consumer has applied everything it was sent).
+async fn settle_on(platform: &Platform, subject: &str, expected: u64) -> anyhow::Result<()> {
+    eventually(&format!("{expected} events on {subject}"), || async {
+        (platform.messages_on(subject).await.ok()? == expected).then_some(())
+    })
+    .await;
+    for consumer in ["reservation-saga", "fleet-bookings", rentacar_mypage::PROJECTION] {
+        platform.wait_for_consumer(consumer).await?;
+    }
+    assert_eq!(platform.messages_on(subject).await?, expected, "{subject}");
+    Ok(())
+}
+
+/// Many refunds of one payment at once, for both causes a refund can have: one refunds and
+/// publishes, the others find it refunded. The reservation ends CANCELED and the car's days
+/// are freed once.
+async fn concurrent_refunds_refund_once(backend: Backend) -> anyhow::Result<()> {
+    let platform = Platform::start(backend).await?;
+    register_car(&platform, "RACE-1", "Corolla", 5000).await?;
+    let reservation = confirmed(&platform, "refund-race", "RACE-1").await?;
+
+    let refunds = (0..48).map(|i| {
+        let platform = &platform;
+        let id = reservation.reservation_id.clone();
+        async move {
+            let cause = if i % 2 == 0 {
+                RefundCause::CustomerCanceled
+            } else {
+                RefundCause::BookingRejected
+            };
+            let request = CancelPaymentRequest {
+                reservation_id: id,
+                reason: format!("refund {i}"),
+                cause: cause.into(),
+            };
+            platform.payment().await.cancel_payment(request).await
+        }
+    });
+    for answer in join_all(refunds).await {
+        let payment = answer?.into_inner().payment.expect("a payment");
+        assert_eq!(payment.status(), PaymentStatus::Refunded);
+    }
+    settle_on(&platform, "rentacar.payment.canceled", 1).await?;
+    settle_on(&platform, "rentacar.fleet.car_released", 1).await?;
+    let now = platform
+        .watch_until(&reservation.reservation_id, |r| {
+            r.status() != ReservationStatus::Confirmed
+        })
+        .await?;
+    assert_eq!(
+        now.status(),
+        ReservationStatus::Canceled,
+        "a refunded reservation is not kept"
+    );
+    platform.shutdown().await
+}
+
+/// Many cancellations of one reservation at once: all answer CANCELED, and it is refunded,
+/// canceled and freed once.
+async fn concurrent_cancels_cancel_once(backend: Backend) -> anyhow::Result<()> {
+    let platform = Platform::start(backend).await?;
+    register_car(&platform, "RACE-2", "Corolla", 5000).await?;
+    let reservation = confirmed(&platform, "cancel-race", "RACE-2").await?;
+
+    let cancels = (0..8).map(|_| {
+        let platform = &platform;
+        let request = CancelReservationRequest {
+            reservation_id: reservation.reservation_id.clone(),
+            customer_id: "rosa".into(),
+        };
+        async move { platform.reservation().await.cancel_reservation(request).await }
+    });
+    for answer in join_all(cancels).await {
+        let now = answer?.into_inner().reservation.expect("a reservation");
+        assert_eq!(now.status(), ReservationStatus::Canceled);
+    }
+    settle_on(&platform, "rentacar.payment.canceled", 1).await?;
+    settle_on(&platform, "rentacar.reservation.canceled", 1).await?;
+    settle_on(&platform, "rentacar.fleet.car_released", 1).await?;
+    platform.shutdown().await
+}
+
+/// Calls with one request id but different rentals, at the same moment: one reservation is
+/// made; every other caller hears ALREADY_EXISTS, and the one that succeeded gets the rental
+/// it asked for.
+async fn one_request_id_makes_one_reservation(backend: Backend) -> anyhow::Result<()> {
+    let platform = Platform::start(backend).await?;
+    register_car(&platform, "RACE-3", "Corolla", 5000).await?;
+    register_car(&platform, "RACE-4", "Prius", 7000).await?;
+
+    let calls = (0..8u64).map(|i| {
+        let platform = &platform;
+        let car = if i % 2 == 0 { "RACE-3" } else { "RACE-4" };
+        let request = reserve("same-id", "sami", car, day(30 + i), day(31 + i));
+        async move {
+            let answer = platform.reservation().await.reserve(request.clone()).await;
+            (request, answer)
+        }
+    });
+    let mut made = Vec::new();
+    for (request, answer) in join_all(calls).await {
+        match answer {
+            Ok(response) => {
+                let reservation = response.into_inner().reservation.expect("a reservation");
+                assert_eq!(reservation.car_number, request.car_number);
+                assert_eq!(reservation.pickup_date, request.pickup_date);
+                assert_eq!(reservation.return_date, request.return_date);
+                made.push(reservation);
+            }
+            Err(status) => assert_eq!(status.code(), Code::AlreadyExists, "{status:?}"),
+        }
+    }
+    assert_eq!(made.len(), 1, "one reservation per request id");
+    let listed = platform
+        .reservation()
+        .await
+        .list_reservations(ListReservationsRequest {
+            customer_id: "sami".into(),
+            page_size: 0,
+            page_token: String::new(),
+        })
+        .await?
+        .into_inner()
+        .reservations;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].reservation_id, made[0].reservation_id);
+    settle_on(&platform, "rentacar.payment.approved", 1).await?;
+    platform.shutdown().await
+}
+
+/// A refund that reaches payment some other way than through reservation (an operator's
+/// call, a compensation arriving late) still cancels the CONFIRMED reservation whose days
+/// it frees, and the days can be booked again.
+async fn a_refund_from_elsewhere_cancels_the_reservation(backend: Backend) -> anyhow::Result<()> {
+    let platform = Platform::start(backend).await?;
+    register_car(&platform, "RACE-5", "Corolla", 5000).await?;
+    let reservation = confirmed(&platform, "elsewhere", "RACE-5").await?;
+    platform
+        .payment()
+        .await
+        .cancel_payment(CancelPaymentRequest {
+            reservation_id: reservation.reservation_id.clone(),
+            reason: "refunded by an operator".into(),
+            cause: RefundCause::BookingRejected.into(),
+        })
+        .await?;
+    let now = platform
+        .watch_until(&reservation.reservation_id, |r| {
+            r.status() != ReservationStatus::Confirmed
+        })
+        .await?;
+    assert_eq!(now.status(), ReservationStatus::Canceled);
+    settle_on(&platform, "rentacar.fleet.car_released", 1).await?;
+
+    let again = platform
+        .reservation()
+        .await
+        .reserve(reserve("again", "otto", "RACE-5", day(20), day(22)))
+        .await?
+        .into_inner()
+        .reservation
+        .expect("a reservation");
+    let done = platform
+        .watch_until(&again.reservation_id, |r| r.status() != ReservationStatus::Paid)
+        .await?;
+    assert_eq!(
+        done.status(),
+        ReservationStatus::Confirmed,
+        "the freed days are free"
+    );
+    platform.shutdown().await
+}
+
+/// A reservation given up before its payment was known is voided: a charge arriving later
+/// is refused and nothing is published. A refund must say why it happens.
+async fn an_abandoned_reservation_refuses_a_late_charge(backend: Backend) -> anyhow::Result<()> {
+    let platform = Platform::start(backend).await?;
+    let mut payment = platform.payment().await;
+    let missing_cause = payment
+        .cancel_payment(CancelPaymentRequest {
+            reservation_id: "r-void".into(),
+            reason: String::new(),
+            cause: RefundCause::Unspecified.into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(missing_cause.code(), Code::InvalidArgument);
+    let fields: Vec<String> = missing_cause
+        .get_details_bad_request()
+        .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
+        .unwrap_or_default();
+    assert_eq!(fields, ["cause"]);
+
+    let voids = (0..4).map(|_| {
+        let platform = &platform;
+        async move {
+            let request = CancelPaymentRequest {
+                reservation_id: "r-void".into(),
+                reason: "abandoned".into(),
+                cause: RefundCause::Abandoned.into(),
+            };
+            platform.payment().await.cancel_payment(request).await
+        }
+    });
+    for answer in join_all(voids).await {
+        let voided = answer?.into_inner().payment.expect("a payment");
+        assert_eq!(voided.status(), PaymentStatus::Voided);
+    }
+    let late = payment
+        .pay(PayRequest {
+            reservation_id: "r-void".into(),
+            customer_id: "vic".into(),
+            amount: Some(rentacar_proto::common::Money {
+                currency_code: "JPY".into(),
+                amount_minor: 5000,
+            }),
+            payment_method: "tok_visa".into(),
+            rental: Some(Rental {
+                car_number: "VOID-1".into(),
+                pickup_date: day(3).into(),
+                return_date: day(4).into(),
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(late.code(), Code::FailedPrecondition);
+    assert_eq!(
+        late.get_details_error_info().map(|i| i.reason).as_deref(),
+        Some("PAYMENT_VOIDED")
+    );
+    assert_eq!(platform.messages_on("rentacar.payment.approved").await?, 0);
+    assert_eq!(platform.messages_on("rentacar.payment.canceled").await?, 0);
+    platform.shutdown().await
+}
+
+rentacar_testkit::on_both_backends!(
+    concurrent_refunds_refund_once,
+    concurrent_cancels_cancel_once,
+    one_request_id_makes_one_reservation,
+    a_refund_from_elsewhere_cancels_the_reservation,
+    an_abandoned_reservation_refuses_a_late_charge,
+);
