@@ -26,6 +26,14 @@ pub const HEADER_DELIVERED: &str = "Rentacar-Delivered";
 pub const HEADER_STREAM_SEQUENCE: &str = "Rentacar-Stream-Sequence";
 /// The original `Nats-Msg-Id`; the dead letter needs one of its own (see [`send`]).
 pub const HEADER_ORIGINAL_MSG_ID: &str = "Rentacar-Original-Msg-Id";
+/// Set on the dead letter of an event the stream refused to take: its payload is not in the
+/// letter but in the publishing service's `outbox` table, marked with the error.
+pub const HEADER_KEPT_IN_OUTBOX: &str = "Rentacar-Kept-In-Outbox";
+
+/// The consumer name under which a service's unpublishable events are listed.
+pub fn outbox_consumer(service: &str) -> String {
+    format!("outbox-{service}")
+}
 
 /// A dead letter as stored.
 #[derive(Debug, Clone)]
@@ -93,13 +101,55 @@ pub(crate) async fn send(
     Ok(())
 }
 
-/// Every dead letter, oldest first; `consumer` narrows it to one consumer's. Only reads:
-/// no dead-letter stream yet means no dead letters.
+/// Records that the stream refused `row` of `service`'s outbox for good. The letter has the
+/// event's subject, id and the error but no payload, since the payload is what was refused.
+pub(crate) async fn send_unpublishable(
+    js: &jetstream::Context,
+    service: &str,
+    row: &crate::outbox::entity::Model,
+    error: &str,
+    replicas: usize,
+) -> Result<(), async_nats::Error> {
+    ensure(js, replicas).await?;
+    let consumer = outbox_consumer(service);
+    let mut headers = HeaderMap::new();
+    headers.insert(HEADER_ORIGINAL_SUBJECT, row.subject.as_str());
+    headers.insert(HEADER_CONSUMER, consumer.as_str());
+    headers.insert(HEADER_ERROR, one_line(error).as_str());
+    headers.insert(HEADER_ORIGINAL_MSG_ID, row.event_id.as_str());
+    headers.insert(
+        HEADER_KEPT_IN_OUTBOX,
+        format!("{} bytes, outbox row {}", row.payload.len(), row.id).as_str(),
+    );
+    headers.insert("Nats-Msg-Id", format!("{consumer}-{}", row.event_id).as_str());
+    js.publish_with_headers(
+        format!("{SUBJECT_PREFIX}{consumer}"),
+        headers,
+        bytes::Bytes::new(),
+    )
+    .await?
+    .await?;
+    Ok(())
+}
+
+/// A page of dead letters, oldest first, and the sequence to continue after when there
+/// are more.
+#[derive(Debug, Default)]
+pub struct Page {
+    pub letters: Vec<DeadLetter>,
+    pub next_after: Option<u64>,
+}
+
+/// Up to `limit` dead letters stored after sequence `after` (0 for the first page), oldest
+/// first; `consumer` narrows it to one consumer's. Only reads: no dead-letter stream yet
+/// means no dead letters.
 pub async fn list(
     js: &jetstream::Context,
     consumer: Option<&str>,
-) -> Result<Vec<DeadLetter>, async_nats::Error> {
-    let mut letters = Vec::new();
+    after: u64,
+    limit: usize,
+) -> Result<Page, async_nats::Error> {
+    let mut page = Page::default();
     let stream = match js.get_stream(STREAM_NAME).await {
         Ok(stream) => stream,
         Err(err)
@@ -109,15 +159,19 @@ pub async fn list(
                     if e.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
             ) =>
         {
-            return Ok(letters);
+            return Ok(page);
         }
         Err(err) => return Err(err.into()),
     };
     let state = stream.get_info().await?.state;
     if state.messages == 0 {
-        return Ok(letters);
+        return Ok(page);
     }
-    for sequence in state.first_sequence..=state.last_sequence {
+    for sequence in state.first_sequence.max(after + 1)..=state.last_sequence {
+        if page.letters.len() == limit {
+            page.next_after = page.letters.last().map(|l| l.sequence);
+            break;
+        }
         // Replayed letters are deleted and leave gaps.
         let Ok(message) = stream.get_raw_message(sequence).await else {
             continue;
@@ -138,44 +192,63 @@ pub async fn list(
             payload: message.payload.clone(),
         };
         if consumer.is_none_or(|c| c == letter.consumer) {
-            letters.push(letter);
+            page.letters.push(letter);
         }
     }
-    Ok(letters)
+    Ok(page)
 }
+
+/// Letters replayed per page read.
+const REPLAY_PAGE: usize = 100;
 
 /// Sends dead letters back to their original subjects, then removes them. Consumers that
 /// already applied an event skip it by its id, so only the one that failed applies it.
+/// Letters of events the stream refused to take have no payload to send and stay.
 /// Returns how many were replayed.
 pub async fn replay(js: &jetstream::Context, consumer: Option<&str>) -> Result<usize, async_nats::Error> {
-    let letters = list(js, consumer).await?;
-    if letters.is_empty() {
-        return Ok(0);
-    }
-    let stream = js.get_stream(STREAM_NAME).await?;
-    for letter in &letters {
-        let mut headers = HeaderMap::new();
-        for (name, values) in letter.headers.iter() {
-            let name = name.to_string();
-            if name.starts_with("Rentacar-") || name == "Nats-Msg-Id" {
+    let mut replayed = 0;
+    let mut after = 0;
+    loop {
+        let page = list(js, consumer, after, REPLAY_PAGE).await?;
+        for letter in &page.letters {
+            if letter.headers.get(HEADER_KEPT_IN_OUTBOX).is_some() {
                 continue;
             }
-            for value in values {
-                headers.append(name.as_str(), value.as_str());
-            }
+            replay_one(js, letter).await?;
+            replayed += 1;
         }
-        // A new message id: the original one may still be inside the duplicate window.
-        headers.insert(
-            "Nats-Msg-Id",
-            format!("replay-{}-{}", letter.consumer, letter.sequence).as_str(),
-        );
-        js.publish_with_headers(letter.original_subject.clone(), headers, letter.payload.clone())
-            .await?
-            .await?;
-        stream.delete_message(letter.sequence).await?;
-        tracing::info!(consumer = %letter.consumer, subject = %letter.original_subject, "dead letter replayed");
+        match page.next_after {
+            Some(next) => after = next,
+            None => return Ok(replayed),
+        }
     }
-    Ok(letters.len())
+}
+
+async fn replay_one(js: &jetstream::Context, letter: &DeadLetter) -> Result<(), async_nats::Error> {
+    let mut headers = HeaderMap::new();
+    for (name, values) in letter.headers.iter() {
+        let name = name.to_string();
+        if name.starts_with("Rentacar-") || name == "Nats-Msg-Id" {
+            continue;
+        }
+        for value in values {
+            headers.append(name.as_str(), value.as_str());
+        }
+    }
+    // A new message id: the original one may still be inside the duplicate window.
+    headers.insert(
+        "Nats-Msg-Id",
+        format!("replay-{}-{}", letter.consumer, letter.sequence).as_str(),
+    );
+    js.publish_with_headers(letter.original_subject.clone(), headers, letter.payload.clone())
+        .await?
+        .await?;
+    js.get_stream(STREAM_NAME)
+        .await?
+        .delete_message(letter.sequence)
+        .await?;
+    tracing::info!(consumer = %letter.consumer, subject = %letter.original_subject, "dead letter replayed");
+    Ok(())
 }
 
 fn one_line(text: &str) -> String {

@@ -46,6 +46,15 @@ pub(crate) async fn record(
     Ok(matches!(result, TryInsertResult::Inserted(n) if n > 0))
 }
 
+/// Deletes inbox rows received before `before_ms`; returns how many.
+pub(crate) async fn prune(db: &impl ConnectionTrait, before_ms: i64) -> Result<u64, DbErr> {
+    let deleted = entity::Entity::delete_many()
+        .filter(entity::Column::ReceivedAtMs.lt(before_ms))
+        .exec(db)
+        .await?;
+    Ok(deleted.rows_affected)
+}
+
 /// Forgets every event `consumer` applied, so that a rebuild of its state from the stream
 /// applies them again.
 pub async fn forget_inbox(db: &impl ConnectionTrait, consumer: &str) -> Result<(), DbErr> {

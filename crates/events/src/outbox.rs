@@ -8,7 +8,13 @@ use std::{
     time::Duration,
 };
 
-use async_nats::{HeaderMap, jetstream};
+use async_nats::{
+    HeaderMap,
+    jetstream::{
+        self, ErrorCode,
+        context::{PublishError, PublishErrorKind},
+    },
+};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
     QueryOrder, QuerySelect, sea_query::Expr,
@@ -16,7 +22,7 @@ use sea_orm::{
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::{Event, metrics::OutboxLag, stream, trace};
+use crate::{Event, dead_letter, metrics::OutboxLag, stream, trace};
 
 pub(crate) mod entity {
     use sea_orm::entity::prelude::*;
@@ -35,6 +41,10 @@ pub(crate) mod entity {
         /// The trace context of the change that stored the event (W3C).
         pub traceparent: Option<String>,
         pub tracestate: Option<String>,
+        /// When the stream refused the event for good; it is then a dead letter.
+        pub failed_at_ms: Option<i64>,
+        /// Why the stream refused it.
+        pub error: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -81,6 +91,8 @@ impl Outbox {
             sent_at_ms: Set(None),
             traceparent: Set(traceparent),
             tracestate: Set(tracestate),
+            failed_at_ms: Set(None),
+            error: Set(None),
             ..Default::default()
         };
         entity::Entity::insert(row).exec_without_returning(txn).await?;
@@ -103,6 +115,7 @@ impl Outbox {
             wake: self.wake.clone(),
             stream_ready: AtomicBool::new(false),
             lag: None,
+            service: "unnamed".to_owned(),
         }
     }
 }
@@ -120,6 +133,8 @@ pub struct Relay {
     stream_ready: AtomicBool,
     /// Where the lag is reported, once the relay is named.
     lag: Option<Arc<OutboxLag>>,
+    /// Whose outbox this is, as dead letters name it.
+    service: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -134,6 +149,7 @@ impl Relay {
     /// Reports this outbox's lag as `service`'s (`rentacar.outbox.*` metrics).
     pub fn reporting_as(mut self, service: &str) -> Self {
         self.lag = Some(OutboxLag::registered(service));
+        self.service = service.to_owned();
         self
     }
 
@@ -141,11 +157,18 @@ impl Relay {
     pub async fn run(self, shutdown: CancellationToken) {
         let mut backoff = Duration::from_millis(100);
         let mut measured = tokio::time::Instant::now() - LAG_INTERVAL;
+        let mut pruned = tokio::time::Instant::now() - PRUNE_INTERVAL;
         loop {
             let outcome = self.publish_pending().await;
             if measured.elapsed() >= LAG_INTERVAL {
                 self.measure_lag().await;
                 measured = tokio::time::Instant::now();
+            }
+            if pruned.elapsed() >= PRUNE_INTERVAL {
+                if let Err(err) = prune(&self.db, now_ms()).await {
+                    tracing::warn!(error = %err, "outbox and inbox not pruned this time");
+                }
+                pruned = tokio::time::Instant::now();
             }
             let wait = match outcome {
                 Ok(sent) if sent as u64 == BATCH => continue,
@@ -181,7 +204,11 @@ impl Relay {
 
     async fn measure_lag(&self) {
         let Some(lag) = &self.lag else { return };
-        let unsent = || entity::Entity::find().filter(entity::Column::SentAtMs.is_null());
+        let unsent = || {
+            entity::Entity::find()
+                .filter(entity::Column::SentAtMs.is_null())
+                .filter(entity::Column::FailedAtMs.is_null())
+        };
         let oldest = unsent().order_by_asc(entity::Column::Id).one(&self.db).await;
         match (pending(&self.db).await, oldest) {
             (Ok(count), Ok(oldest)) => {
@@ -196,6 +223,7 @@ impl Relay {
     pub async fn publish_pending(&self) -> Result<usize, RelayError> {
         let pending = entity::Entity::find()
             .filter(entity::Column::SentAtMs.is_null())
+            .filter(entity::Column::FailedAtMs.is_null())
             .order_by_asc(entity::Column::Id)
             .limit(BATCH)
             .all(&self.db)
@@ -222,22 +250,30 @@ impl Relay {
             let mut headers = HeaderMap::new();
             headers.insert("Nats-Msg-Id", row.event_id.as_str());
             trace::inject(&span, &mut headers);
-            let ack = self
+            let published = self
                 .js
                 .publish_with_headers(row.subject.clone(), headers, row.payload.clone().into())
-                .await
-                .map_err(|e| {
+                .await;
+            let ack = match published {
+                Ok(ack) => ack,
+                Err(err) if refused_for_good(&err) => {
+                    self.set_aside(row, &err).await?;
+                    continue;
+                }
+                Err(err) => {
                     self.stream_ready.store(false, Ordering::Relaxed);
-                    RelayError::Publish(e.into())
-                })?;
+                    return Err(RelayError::Publish(err.into()));
+                }
+            };
             // The span ends once the stream acknowledged the event.
-            acks.push((row.id, ack, span));
+            acks.push((row, ack, span));
         }
         let mut sent = Vec::with_capacity(acks.len());
         let mut failure = None;
-        for (id, ack, _span) in acks {
+        for (row, ack, _span) in acks {
             match ack.await {
-                Ok(_) => sent.push(id),
+                Ok(_) => sent.push(row.id),
+                Err(err) if refused_for_good(&err) => self.set_aside(row, &err).await?,
                 Err(err) => {
                     failure = Some(RelayError::Publish(err.into()));
                     break;
@@ -257,9 +293,67 @@ impl Relay {
                 self.stream_ready.store(false, Ordering::Relaxed);
                 Err(err)
             }
-            None => Ok(sent.len()),
+            // Rows set aside count as handled: the next batch follows at once.
+            None => Ok(pending.len()),
         }
     }
+
+    /// Keeps an event the stream refused for good out of the way: the row stays, marked
+    /// with the refusal, and a dead letter (without the payload, which is what was refused)
+    /// makes it visible to `rentacar dead-letters list`.
+    async fn set_aside(&self, row: &entity::Model, err: &PublishError) -> Result<(), RelayError> {
+        let error = format!(
+            "{err}: {}",
+            std::error::Error::source(err)
+                .map(|s| s.to_string())
+                .unwrap_or_default()
+        );
+        dead_letter::send_unpublishable(&self.js, &self.service, row, &error, self.stream_replicas)
+            .await
+            .map_err(RelayError::Publish)?;
+        entity::Entity::update_many()
+            .col_expr(entity::Column::FailedAtMs, Expr::value(now_ms()))
+            .col_expr(entity::Column::Error, Expr::value(error.clone()))
+            .filter(entity::Column::Id.eq(row.id))
+            .exec(&self.db)
+            .await?;
+        tracing::error!(event_id = %row.event_id, subject = %row.subject, %error, "event refused by the stream; set aside as a dead letter");
+        Ok(())
+    }
+}
+
+/// Whether the stream will never take this event as it is: larger than the server or the
+/// stream allows. Anything else (no connection, a full stream) may pass, and the row waits.
+fn refused_for_good(err: &PublishError) -> bool {
+    if err.kind() == PublishErrorKind::MaxPayloadExceeded {
+        return true;
+    }
+    let code = std::error::Error::source(err)
+        .and_then(|source| source.downcast_ref::<jetstream::Error>())
+        .map(jetstream::Error::error_code);
+    matches!(
+        code,
+        Some(ErrorCode::STREAM_MESSAGE_EXCEEDS_MAXIMUM | ErrorCode::STREAM_HEADER_EXCEEDS_MAXIMUM)
+    )
+}
+
+/// How often sent outbox rows and old inbox rows are deleted.
+const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Deletes outbox rows sent longer ago than the stream's duplicate window (a re-send of
+/// theirs would no longer be dropped, but a sent row is never sent again) and inbox rows
+/// older than anything the stream still keeps (no redelivery can bring their event back).
+/// Dead letters stay until an operator deals with them.
+pub async fn prune(db: &DatabaseConnection, now_ms: i64) -> Result<(u64, u64), DbErr> {
+    let outbox = entity::Entity::delete_many()
+        .filter(entity::Column::SentAtMs.lt(now_ms - stream::DUPLICATE_WINDOW.as_millis() as i64))
+        .exec(db)
+        .await?;
+    let inbox = crate::inbox::prune(db, now_ms - stream::INBOX_RETENTION.as_millis() as i64).await?;
+    if outbox.rows_affected + inbox > 0 {
+        tracing::debug!(outbox = outbox.rows_affected, inbox, "old rows pruned");
+    }
+    Ok((outbox.rows_affected, inbox))
 }
 
 /// Counts events not yet acknowledged by the stream: the outbox lag.
@@ -267,6 +361,7 @@ pub async fn pending(db: &DatabaseConnection) -> Result<u64, DbErr> {
     use sea_orm::PaginatorTrait;
     entity::Entity::find()
         .filter(entity::Column::SentAtMs.is_null())
+        .filter(entity::Column::FailedAtMs.is_null())
         .count(db)
         .await
 }

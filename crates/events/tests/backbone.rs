@@ -229,9 +229,10 @@ async fn a_poison_event_is_dead_lettered_and_replayed_after_the_fix() -> anyhow:
 
     let mut letters = Vec::new();
     for _ in 0..600 {
-        letters = dead_letter::list(&f.js, Some("test-poison"))
+        letters = dead_letter::list(&f.js, Some("test-poison"), 0, 10)
             .await
-            .map_err(|e| anyhow::anyhow!(e))?;
+            .map_err(|e| anyhow::anyhow!(e))?
+            .letters;
         if !letters.is_empty() {
             break;
         }
@@ -272,13 +273,132 @@ async fn a_poison_event_is_dead_lettered_and_replayed_after_the_fix() -> anyhow:
     }
     assert_eq!(handler.applied.load(Ordering::SeqCst), 1);
     assert!(
-        dead_letter::list(&f.js, None)
+        dead_letter::list(&f.js, None, 0, 10)
             .await
             .map_err(|e| anyhow::anyhow!(e))?
+            .letters
             .is_empty(),
         "replayed letters are removed"
     );
     stop.cancel();
     task.await?;
+    Ok(())
+}
+
+/// An event the stream refuses for good (here: larger than the stream takes) is set aside
+/// as a dead letter with the refusal, and the events stored after it are still published.
+/// The letter is listed, page by page, and a replay leaves it alone: its payload is in the
+/// outbox, not in the letter.
+#[tokio::test]
+async fn an_unpublishable_event_is_set_aside_and_the_rest_go_on() -> anyhow::Result<()> {
+    let f = fixture().await?;
+    let created = stream::ensure(&f.js, 1).await.map_err(|e| anyhow::anyhow!(e))?;
+    let mut config = created.cached_info().config.clone();
+    config.max_message_size = 600;
+    f.js.update_stream(config).await?;
+
+    let outbox = Outbox::new();
+    let huge = Event::new(
+        "test",
+        "BIG",
+        Payload::CarRegistered(CarRegistered {
+            car_number: "BIG".into(),
+            model: "x".repeat(2000),
+            daily_price: None,
+        }),
+    );
+    for event in [car_registered("1111"), huge, car_registered("2222")] {
+        outbox.store(&f.db, &event).await?;
+    }
+    let relay = outbox.relay(f.db.clone(), f.js.clone(), 1).reporting_as("test");
+    relay.publish_pending().await?;
+    assert_eq!(count(&f.js, "rentacar.fleet.car_registered").await?, 2);
+    assert_eq!(
+        rentacar_events::outbox::pending(&f.db).await?,
+        0,
+        "nothing blocks the outbox"
+    );
+
+    let consumer = dead_letter::outbox_consumer("test");
+    let page = dead_letter::list(&f.js, Some(&consumer), 0, 10)
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?;
+    assert_eq!(page.letters.len(), 1);
+    let letter = &page.letters[0];
+    assert_eq!(letter.original_subject, "rentacar.fleet.car_registered");
+    assert!(letter.error.contains("maximum"), "{}", letter.error);
+    assert!(letter.headers.get(dead_letter::HEADER_KEPT_IN_OUTBOX).is_some());
+    assert_eq!(
+        dead_letter::replay(&f.js, Some(&consumer))
+            .await
+            .map_err(|e| anyhow::anyhow!(e))?,
+        0
+    );
+    assert_eq!(count(&f.js, "rentacar.fleet.car_registered").await?, 2);
+
+    // A second letter makes two pages of one.
+    let other = Event::new(
+        "test",
+        "BIG2",
+        Payload::CarRegistered(CarRegistered {
+            car_number: "BIG2".into(),
+            model: "y".repeat(2000),
+            daily_price: None,
+        }),
+    );
+    outbox.store(&f.db, &other).await?;
+    relay.publish_pending().await?;
+    let first = dead_letter::list(&f.js, None, 0, 1)
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let after = first.next_after.expect("a second page");
+    let second = dead_letter::list(&f.js, None, after, 1)
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?;
+    assert_eq!(first.letters.len() + second.letters.len(), 2);
+    assert_ne!(first.letters[0].sequence, second.letters[0].sequence);
+    assert_eq!(second.next_after, None);
+    Ok(())
+}
+
+/// Sent outbox rows older than the duplicate window and inbox rows older than the stream
+/// keeps events are deleted; newer ones, unsent ones and dead letters stay.
+#[tokio::test]
+async fn old_outbox_and_inbox_rows_are_pruned() -> anyhow::Result<()> {
+    let f = fixture().await?;
+    let outbox = Outbox::new();
+    for number in ["1111", "2222"] {
+        outbox.store(&f.db, &car_registered(number)).await?;
+    }
+    let relay = outbox.relay(f.db.clone(), f.js.clone(), 1);
+    relay.publish_pending().await?;
+    outbox.store(&f.db, &car_registered("3333")).await?;
+    f.db.execute_unprepared(
+        "INSERT INTO inbox (consumer, event_id, stream_sequence, received_at_ms) \
+         VALUES ('c', 'old', 1, 0), ('c', 'new', 2, 9999999999999)",
+    )
+    .await?;
+
+    let now = chrono::Utc::now().timestamp_millis();
+    assert_eq!(
+        rentacar_events::outbox::prune(&f.db, now).await?,
+        (0, 1),
+        "recent sends stay"
+    );
+    let later = now + stream::DUPLICATE_WINDOW.as_millis() as i64 + 1;
+    assert_eq!(rentacar_events::outbox::prune(&f.db, later).await?, (2, 0));
+    assert_eq!(
+        rentacar_events::outbox::pending(&f.db).await?,
+        1,
+        "the unsent row stays"
+    );
+    let left =
+        f.db.query_one_raw(sea_orm::Statement::from_string(
+            f.db.get_database_backend(),
+            "SELECT COUNT(*) AS n FROM inbox",
+        ))
+        .await?
+        .expect("a count");
+    assert_eq!(left.try_get::<i64>("", "n")?, 1);
     Ok(())
 }

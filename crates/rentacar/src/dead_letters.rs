@@ -17,18 +17,21 @@ async fn connect(env: &Env) -> anyhow::Result<jetstream::Context> {
     Ok(jetstream::new(client))
 }
 
-pub async fn list(env: &Env, consumer: Option<&str>) -> anyhow::Result<()> {
+pub async fn list(env: &Env, consumer: Option<&str>, after: u64, limit: usize) -> anyhow::Result<()> {
     let js = connect(env).await?;
-    let letters = dead_letter::list(&js, consumer)
+    let page = dead_letter::list(&js, consumer, after, limit.max(1))
         .await
         .map_err(|e| anyhow::anyhow!(e))?;
-    for letter in &letters {
+    for letter in &page.letters {
         println!(
             "{}\t{}\t{}\t{}",
             letter.sequence, letter.consumer, letter.original_subject, letter.error
         );
     }
-    println!("{} dead letters", letters.len());
+    println!("{} dead letters", page.letters.len());
+    if let Some(next) = page.next_after {
+        println!("more: dead-letters list --after {next}");
+    }
     Ok(())
 }
 

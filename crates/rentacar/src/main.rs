@@ -27,7 +27,8 @@ enum Command {
         #[command(subcommand)]
         action: MypageAction,
     },
-    /// Lists or replays events that a consumer failed to apply (at RENTACAR_NATS_URL).
+    /// Lists or replays events that a consumer failed to apply, or that the stream refused to
+    /// take from a service's outbox (at RENTACAR_NATS_URL).
     DeadLetters {
         #[command(subcommand)]
         action: DeadLetterAction,
@@ -36,11 +37,17 @@ enum Command {
 
 #[derive(Subcommand)]
 enum DeadLetterAction {
-    /// Shows every dead letter with its consumer, subject and error.
+    /// Shows dead letters, a page at a time, with their consumer, subject and error.
     List {
-        /// Only this consumer's, for example `reservation-saga`.
+        /// Only this consumer's, for example `reservation-saga` or `outbox-payment`.
         #[arg(long)]
         consumer: Option<String>,
+        /// Continue after this sequence, as the previous page says.
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
     },
     /// Sends dead letters back to their subjects (after fixing what failed), then removes them.
     Replay {
@@ -76,9 +83,11 @@ async fn main() -> anyhow::Result<()> {
             action: MypageAction::Rebuild,
         } => rentacar::rebuild_mypage(&env).await,
         Command::DeadLetters { action } => match action {
-            DeadLetterAction::List { consumer } => {
-                rentacar::dead_letters::list(&env, consumer.as_deref()).await
-            }
+            DeadLetterAction::List {
+                consumer,
+                after,
+                limit,
+            } => rentacar::dead_letters::list(&env, consumer.as_deref(), after, limit).await,
             DeadLetterAction::Replay { consumer } => {
                 rentacar::dead_letters::replay(&env, consumer.as_deref()).await
             }
