@@ -23,7 +23,7 @@ pub use error::Error;
 
 use rentacar_events::Host;
 use rentacar_proto::fleet::fleet_service_server::FleetServiceServer;
-use rentacar_runtime::{RunError, Server, ServiceConfig};
+use rentacar_runtime::{RunError, Server, ServiceConfig, server};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -42,6 +42,7 @@ pub async fn run(
     };
     host.consume("fleet-bookings", &events::SUBJECTS, bookings);
     let api = grpc::FleetApi::new(host.db(), host.outbox());
-    let server = Server::new(config.drain_period).add_service(FleetServiceServer::new(api));
+    let server = Server::new(&config)
+        .add_service(FleetServiceServer::new(api).max_decoding_message_size(server::MAX_REQUEST_BYTES));
     host.serve(server, shutdown).await
 }

@@ -28,7 +28,7 @@ use std::sync::Arc;
 
 use rentacar_events::Host;
 use rentacar_proto::mypage::my_page_service_server::MyPageServiceServer;
-use rentacar_runtime::{RunError, Server};
+use rentacar_runtime::{RunError, Server, server};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -42,15 +42,20 @@ pub const PROJECTION: &str = "mypage-projection";
 
 /// Runs mypage on `listener` until `shutdown` fires, then drains.
 pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationToken) -> Result<(), RunError> {
-    let server = Server::new(config.service.drain_period);
+    let server = Server::new(&config.service);
     match &config.store {
         StoreConfig::Sql => {
             let mut host =
                 Host::start::<migration::Migrator>(SERVICE, &config.service, listener, &shutdown).await?;
             host.consume(PROJECTION, &SUBJECTS, sql::SqlProjection);
             let api = grpc::MyPageApi::new(Arc::new(SqlViews::new(host.db())));
-            host.serve(server.add_service(MyPageServiceServer::new(api)), shutdown)
-                .await
+            host.serve(
+                server.add_service(
+                    MyPageServiceServer::new(api).max_decoding_message_size(server::MAX_REQUEST_BYTES),
+                ),
+                shutdown,
+            )
+            .await
         }
         StoreConfig::Dynamodb(dynamodb) => {
             let table = DynamodbViews::wait_until_usable(dynamodb, &shutdown);
@@ -64,7 +69,9 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
             host.consume_with(PROJECTION, &SUBJECTS, views.clone());
             let api = grpc::MyPageApi::new(Arc::new(views.clone()));
             let server = server
-                .add_service(MyPageServiceServer::new(api))
+                .add_service(
+                    MyPageServiceServer::new(api).max_decoding_message_size(server::MAX_REQUEST_BYTES),
+                )
                 .ready_when(views.readiness());
             host.serve_with(server, shutdown).await
         }

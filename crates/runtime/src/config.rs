@@ -157,13 +157,15 @@ pub struct ServiceConfig {
     /// How long a stopping process keeps serving after turning NOT_SERVING, so that load
     /// balancers and the mesh see the change before connections are refused.
     pub drain_period: Duration,
+    /// Calls answered at once; more are shed with UNAVAILABLE and a RetryInfo.
+    pub max_in_flight_calls: usize,
 }
 
 impl ServiceConfig {
     /// `RENTACAR_DATABASE_URL` (default: a SQLite file `<RENTACAR_DATA_DIR>/<service>.db`),
     /// `RENTACAR_DATABASE_PASSWORD` (PostgreSQL only), `RENTACAR_NATS_URL` (default
     /// `nats://127.0.0.1:4222`), `RENTACAR_NATS_STREAM_REPLICAS` (1 to 5, default 1) and
-    /// `RENTACAR_DRAIN_MS` (default 5000).
+    /// `RENTACAR_DRAIN_MS` (default 5000) and `RENTACAR_MAX_IN_FLIGHT_CALLS` (default 1024).
     pub fn from_env(env: &Env, service: &str) -> Result<Self, ConfigError> {
         let data_dir = env.get("RENTACAR_DATA_DIR").unwrap_or_else(|| "data".to_owned());
         let default_db = format!("sqlite://{data_dir}/{service}.db?mode=rwc");
@@ -189,12 +191,25 @@ impl ServiceConfig {
                 expected: "a whole number from 1 to 5 (JetStream's limit)".to_owned(),
             });
         }
+        let max_in_flight_calls = env.parse_or(
+            "RENTACAR_MAX_IN_FLIGHT_CALLS",
+            1024,
+            "a whole number of at least 1",
+        )?;
+        if max_in_flight_calls == 0 {
+            return Err(ConfigError {
+                variable: "RENTACAR_MAX_IN_FLIGHT_CALLS".to_owned(),
+                value: "0".to_owned(),
+                expected: "a whole number of at least 1".to_owned(),
+            });
+        }
         Ok(Self {
             database_url,
             database_password,
             nats_url: env.url_or("RENTACAR_NATS_URL", "nats://127.0.0.1:4222", &["nats", "tls"])?,
             stream_replicas,
             drain_period: env.millis_or("RENTACAR_DRAIN_MS", Duration::from_secs(5))?,
+            max_in_flight_calls,
         })
     }
 

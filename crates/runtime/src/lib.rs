@@ -12,6 +12,7 @@ pub mod config;
 pub mod db;
 pub mod metrics;
 pub mod server;
+mod shed;
 pub mod shutdown;
 pub mod status;
 pub mod tasks;

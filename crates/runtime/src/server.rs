@@ -17,7 +17,7 @@ use tonic::{body::Body, server::NamedService, service::RoutesBuilder};
 use tonic_health::{ServingStatus, server::HealthReporter};
 use tonic_tracing_opentelemetry::middleware::server::OtelGrpcLayer;
 
-use crate::metrics::RpcMetricsLayer;
+use crate::{config::ServiceConfig, metrics::RpcMetricsLayer, shed::ShedLayer};
 
 /// How often readiness re-checks the store.
 const READINESS_CHECK_INTERVAL: Duration = Duration::from_secs(5);
@@ -32,8 +32,10 @@ const MISSES_BEFORE_NOT_SERVING: u32 = 3;
 /// gets a pod restarted.
 pub const LIVENESS: &str = "liveness";
 
-/// Calls admitted at once per connection before new ones are shed with UNAVAILABLE.
-const CONCURRENCY_PER_CONNECTION: usize = 256;
+/// The largest request message a service decodes; every request of the API is far
+/// smaller (its text fields are bounded), so anything larger is refused before it is read
+/// (RESOURCE_EXHAUSTED) instead of tonic's default of 4 MiB.
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 
 /// A bound listener that servers take turns on: the not-ready one while the database is
 /// migrated, then the real one. Bind it first (port 0 in tests) so the address is known.
@@ -87,15 +89,17 @@ pub struct Server {
     drain_period: Duration,
     /// Checked periodically; a store that stops answering makes the service NOT_SERVING.
     readiness: Option<ReadinessCheck>,
+    max_in_flight_calls: usize,
 }
 
 impl Server {
-    pub fn new(drain_period: Duration) -> Self {
+    pub fn new(config: &ServiceConfig) -> Self {
         Self {
             routes: RoutesBuilder::default(),
             service_names: Vec::new(),
-            drain_period,
+            drain_period: config.drain_period,
             readiness: None,
+            max_in_flight_calls: config.max_in_flight_calls,
         }
     }
 
@@ -177,12 +181,12 @@ impl Server {
         ));
 
         let result = tonic::transport::Server::builder()
-            .concurrency_limit_per_connection(CONCURRENCY_PER_CONNECTION)
-            .load_shed(true)
             // A span per call, continuing the caller's trace (health checks and
             // reflection are left out), and its duration by method and status.
             .layer(OtelGrpcLayer::default().filter(traced))
             .layer(RpcMetricsLayer::only(traced))
+            // Beyond the limit, calls are answered UNAVAILABLE at once; probes never are.
+            .layer(ShedLayer::new(self.max_in_flight_calls, |path| !traced(path)))
             .add_routes(routes.routes())
             .serve_with_incoming_shutdown(listener.incoming(), stop_accepting.cancelled_owned())
             .await;
