@@ -33,8 +33,8 @@ const MISSES_BEFORE_NOT_SERVING: u32 = 3;
 pub const LIVENESS: &str = "liveness";
 
 /// The largest request message a service decodes; every request of the API is far
-/// smaller (its text fields are bounded), so anything larger is refused before it is read
-/// (RESOURCE_EXHAUSTED) instead of tonic's default of 4 MiB.
+/// smaller (its text fields are bounded), so anything larger is refused before it is
+/// decoded (OUT_OF_RANGE), instead of at tonic's default of 4 MiB.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 
 /// A bound listener that servers take turns on: the not-ready one while the database is

@@ -472,14 +472,15 @@ pub async fn wait_for_catalog(platform: &Platform, car_number: &str) {
                 request_id: "catalog-probe".to_owned(),
                 customer_id: "catalog-probe".to_owned(),
                 car_number: car_number.to_owned(),
-                pickup_date: "2030-01-01".to_owned(),
-                return_date: "2030-01-02".to_owned(),
+                pickup_date: day(300).to_owned(),
+                return_date: day(301).to_owned(),
                 payment_method: "tok_probe_only".to_owned(),
             };
-            match client.reserve(probe).await {
-                Err(status) if status.code() == tonic::Code::InvalidArgument => Some(()),
-                _ => None,
-            }
+            // A known car gets as far as payment, which refuses the token: nothing is kept.
+            use tonic_types::StatusExt;
+            let refused = client.reserve(probe).await.err()?;
+            let fields = refused.get_details_bad_request()?.field_violations;
+            fields.iter().any(|v| v.field == "payment_method").then_some(())
         }
     })
     .await

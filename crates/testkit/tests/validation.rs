@@ -56,6 +56,28 @@ async fn fleet_refuses_bad_cars_and_pages_its_list() -> anyhow::Result<()> {
     );
     let err = fleet
         .register_car(RegisterCarRequest {
+            car_number: "BIG-1".into(),
+            model: "m".repeat(rentacar_types::MAX_NAME_CHARS + 1),
+            daily_price: jpy(rentacar_types::Money::MAX_DAILY_PRICE_MINOR + 1),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(fields(&err), ["model", "daily_price.amount_minor"]);
+    let oversized = fleet
+        .register_car(RegisterCarRequest {
+            car_number: "BIG-1".into(),
+            model: "m".repeat(100 * 1024),
+            daily_price: jpy(5000),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        oversized.code(),
+        Code::OutOfRange,
+        "a message over the size limit is refused before it is decoded"
+    );
+    let err = fleet
+        .register_car(RegisterCarRequest {
             car_number: "1 1".into(),
             model: "x".into(),
             daily_price: None,
@@ -459,5 +481,47 @@ async fn mypage_follows_the_events() -> anyhow::Result<()> {
         .unwrap_err();
     assert_eq!(fields(&err), ["return_date"]);
 
+    platform.shutdown().await
+}
+
+/// A page token that decodes to a control character (PostgreSQL cannot compare text with a
+/// NUL in it) is refused as a bad token on PostgreSQL too, not failed as a database error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn page_tokens_holding_nul_are_refused_on_postgres() -> anyhow::Result<()> {
+    let platform = Platform::start(Backend::Postgres).await?;
+    let nul = "00";
+    let err = platform
+        .fleet()
+        .await
+        .list_cars(ListCarsRequest {
+            page_size: 0,
+            page_token: nul.into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(fields(&err), ["page_token"]);
+    let err = platform
+        .reservation()
+        .await
+        .list_reservations(ListReservationsRequest {
+            customer_id: "amy".into(),
+            page_size: 0,
+            page_token: "317c00".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(fields(&err), ["page_token"]);
+    let err = platform
+        .mypage()
+        .await
+        .list_available_cars(ListAvailableCarsRequest {
+            pickup_date: day(3).into(),
+            return_date: day(4).into(),
+            page_size: 0,
+            page_token: nul.into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(fields(&err), ["page_token"]);
     platform.shutdown().await
 }

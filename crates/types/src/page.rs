@@ -55,7 +55,10 @@ impl PageToken {
             .step_by(2)
             .map(|i| u8::from_str_radix(token.get(i..i + 2)?, 16).ok())
             .collect::<Option<Vec<u8>>>()?;
-        String::from_utf8(bytes).ok()
+        // A key never holds control characters; PostgreSQL could not even compare one with NUL.
+        String::from_utf8(bytes)
+            .ok()
+            .filter(|key| !key.chars().any(char::is_control))
     }
 }
 
@@ -70,6 +73,7 @@ mod tests {
         let mut v = FieldViolations::new();
         PageRequest::parse(10, "zz", &mut v);
         assert!(!v.is_empty());
+        assert_eq!(PageToken::decode(&PageToken::encode("a\0b")), None);
     }
 
     #[test]
