@@ -83,9 +83,18 @@ fn now_ms() -> i64 {
     skip_all
 )]
 pub async fn pay(db: &DatabaseConnection, outbox: &Outbox, charge: Charge) -> Result<Payment, Error> {
-    match pay_once(db, outbox, charge.clone()).await {
-        // A concurrent identical call inserted first: this one now finds its payment.
-        Err(Error::Database(err)) if db::is_unique_violation(&err) => pay_once(db, outbox, charge).await,
+    // A concurrent identical call may insert first: this one then finds its payment.
+    once_more_after_a_clash(|| pay_once(db, outbox, charge.clone())).await
+}
+
+/// Runs `attempt` again if it lost an insert to a concurrent call (the row's key was taken
+/// meanwhile): the second attempt finds that row and goes on from it.
+async fn once_more_after_a_clash<T, Fut>(attempt: impl Fn() -> Fut) -> Result<T, Error>
+where
+    Fut: Future<Output = Result<T, Error>>,
+{
+    match attempt().await {
+        Err(Error::Database(err)) if db::is_unique_violation(&err) => attempt().await,
         outcome => outcome,
     }
 }
@@ -164,13 +173,8 @@ pub async fn refund(
     reason: &str,
     cause: RefundCause,
 ) -> Result<Payment, Error> {
-    match refund_once(db, outbox, reservation_id, reason, cause).await {
-        // A charge inserted the row while the void tried to: refund that charge instead.
-        Err(Error::Database(err)) if db::is_unique_violation(&err) => {
-            refund_once(db, outbox, reservation_id, reason, cause).await
-        }
-        outcome => outcome,
-    }
+    // A charge may insert the row while a void tries to: that charge is refunded instead.
+    once_more_after_a_clash(|| refund_once(db, outbox, reservation_id, reason, cause)).await
 }
 
 async fn refund_once(

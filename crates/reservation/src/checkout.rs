@@ -136,14 +136,16 @@ impl Checkout {
             .await;
         match charged {
             Ok(payment_id) => store::mark_paid(&self.db, &self.outbox, &pending, &payment_id).await,
-            // Payment refused this charge and recorded nothing for it (or keeps a decline):
-            // nothing stays behind. Should a concurrent call with the same request id be
-            // charged after all, marking it paid records it again.
+            // Payment refused this charge and recorded nothing for it (or keeps a decline),
+            // or the open circuit kept the call from leaving: nothing stays behind. Should a
+            // concurrent call with the same request id be charged after all, marking it paid
+            // records it again.
             Err(
                 err @ (Error::PaymentDeclined(_)
                 | Error::InvalidArgument(_)
                 | Error::ChargedDifferently
-                | Error::PaymentClosed),
+                | Error::PaymentClosed
+                | Error::PaymentPaused(_)),
             ) => {
                 store::forget_pending(&self.db, id).await?;
                 Err(err)

@@ -54,7 +54,7 @@ type Calls = BoxCloneSyncService<http::Request<Body>, http::Response<Body>, Stat
 pub struct PaymentClient {
     client: PaymentServiceClient<Calls>,
     breaker: Breaker,
-    /// Retries may add at most a tenth to the calls made.
+    /// Retries may add a tenth to the calls made, and one a second when there are few.
     retries: Arc<tower::retry::budget::TpsBudget>,
 }
 
@@ -168,7 +168,7 @@ impl PaymentClient {
             breaker,
             retries: Arc::new(tower::retry::budget::TpsBudget::new(
                 Duration::from_secs(10),
-                10,
+                1,
                 0.1,
             )),
         })

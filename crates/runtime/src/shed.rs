@@ -2,6 +2,9 @@
 //! answered at once, trailers-only, with UNAVAILABLE and a RetryInfo. The mesh and clients
 //! retry UNAVAILABLE, on another replica if there is one; tonic's own shedding says
 //! RESOURCE_EXHAUSTED, which nobody retries.
+//!
+//! A call counts until its response starts: a stream's later messages do not hold a slot
+//! (open watches have a bound of their own).
 
 use std::{
     future::Future,
