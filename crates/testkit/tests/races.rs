@@ -2,14 +2,20 @@
 //! PostgreSQL (whose READ COMMITTED does not serialise a read followed by a write), and a
 //! refund keeps every service consistent whichever path it took to payment.
 
+use std::time::Duration;
+
 use futures::future::join_all;
 use rentacar_proto::{
     common::RefundCause,
     payment::{CancelPaymentRequest, PayRequest, PaymentStatus, Rental},
-    reservation::{CancelReservationRequest, ListReservationsRequest, Reservation, ReservationStatus},
+    reservation::{
+        CancelReservationRequest, ListReservationsRequest, Reservation, ReservationStatus,
+        WatchReservationRequest, reservation_service_client::ReservationServiceClient,
+    },
 };
-use rentacar_testkit::{Backend, Platform, day, eventually, register_car, reserve};
-use tonic::Code;
+use rentacar_testkit::{Backend, Platform, Svc, day, eventually, register_car, reserve};
+use tokio_util::sync::CancellationToken;
+use tonic::{Code, transport::Channel};
 use tonic_types::StatusExt;
 
 /// A reservation that got as far as CONFIRMED.
@@ -261,6 +267,84 @@ async fn an_abandoned_reservation_refuses_a_late_charge(backend: Backend) -> any
     );
     assert_eq!(platform.messages_on("rentacar.payment.approved").await?, 0);
     assert_eq!(platform.messages_on("rentacar.payment.canceled").await?, 0);
+    platform.shutdown().await
+}
+
+/// A watcher sees a change made by another replica on time, however busy its own replica
+/// is announcing changes of other reservations: the re-read does not wait for a quiet moment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_sees_another_replicas_change_while_its_own_is_busy() -> anyhow::Result<()> {
+    let mut platform = Platform::start(Backend::Sqlite).await?;
+    register_car(&platform, "WATCH-1", "Corolla", 5000).await?;
+    register_car(&platform, "BUSY-1", "Prius", 7000).await?;
+    let watched = confirmed(&platform, "watched", "WATCH-1").await?;
+    let other = platform.start_replica(Svc::Reservation).await?;
+
+    let mut watch = platform
+        .reservation()
+        .await
+        .watch_reservation(WatchReservationRequest {
+            reservation_id: watched.reservation_id.clone(),
+        })
+        .await?
+        .into_inner();
+    let first = watch
+        .message()
+        .await?
+        .and_then(|m| m.reservation)
+        .expect("the current state");
+    assert_eq!(first.status(), ReservationStatus::Confirmed);
+
+    // This replica announces changes many times a second.
+    let busy = CancellationToken::new();
+    let announcing = {
+        let busy = busy.clone();
+        let mut client = platform.reservation().await;
+        tokio::spawn(async move {
+            // Seconds of announcements: many times the re-read interval.
+            for i in 0u64..200 {
+                if busy.is_cancelled() {
+                    break;
+                }
+                // A cancellation is announced by the replica that made it, at once.
+                let request = reserve(&format!("busy-{i}"), "bea", "BUSY-1", day(1 + i), day(2 + i));
+                if let Ok(made) = client.reserve(request).await {
+                    let reservation_id = made
+                        .into_inner()
+                        .reservation
+                        .expect("a reservation")
+                        .reservation_id;
+                    let cancel = CancelReservationRequest {
+                        reservation_id,
+                        customer_id: "bea".into(),
+                    };
+                    let _ = client.cancel_reservation(cancel).await;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    let mut elsewhere =
+        ReservationServiceClient::new(Channel::from_shared(format!("http://{other}"))?.connect_lazy());
+    elsewhere
+        .cancel_reservation(CancelReservationRequest {
+            reservation_id: watched.reservation_id.clone(),
+            customer_id: "rosa".into(),
+        })
+        .await?;
+    let mut seen = first;
+    while seen.status() == ReservationStatus::Confirmed {
+        seen = watch
+            .message()
+            .await?
+            .and_then(|m| m.reservation)
+            .expect("a change");
+    }
+    let still_busy = !announcing.is_finished();
+    busy.cancel();
+    announcing.await?;
+    assert_eq!(seen.status(), ReservationStatus::Canceled);
+    assert!(still_busy, "the change was seen while announcements kept coming");
     platform.shutdown().await
 }
 
