@@ -42,6 +42,9 @@ type Item = HashMap<String, AttributeValue>;
 const CARS: &str = "CARS";
 /// A reservation's sort key: its partition holds only itself.
 const RESERVATION: &str = "RESERVATION";
+/// Cars one `ListAvailableCars` call looks at before it returns a short page.
+const MAX_CARS_EXAMINED: usize = 2_000;
+
 /// An inbox item's sort key.
 const INBOX: &str = "INBOX";
 /// Conditional writes lost to a concurrent writer before an event is handed back for
@@ -543,8 +546,11 @@ impl ReadModel for DynamodbViews {
         after: Option<&str>,
     ) -> Result<Page<CarView, String>, Error> {
         // Walks the catalog in number order, a page at a time, keeping the cars that are
-        // free, until one more than a page is found or the catalog ends.
+        // free, until one more than a page is found, the catalog ends, or
+        // MAX_CARS_EXAMINED were looked at: then the page is short and its token continues
+        // after the last car examined, so no call does unbounded work.
         let mut free = Vec::new();
+        let mut examined = 0;
         let mut start: Option<Item> =
             after.map(|after| HashMap::from([("pk".into(), s(CARS)), ("sk".into(), s(after))]));
         loop {
@@ -560,6 +566,8 @@ impl ReadModel for DynamodbViews {
                 .await
                 .map_err(|err| DynamodbError::from_sdk("Query", err))?;
             let cars: Vec<CarView> = output.items().iter().map(car_from).collect();
+            examined += cars.len();
+            let last_examined = cars.last().map(|car| car.car_number.clone());
             let checked: Vec<(CarView, bool)> = futures::stream::iter(cars)
                 .map(|car| async move {
                     let busy = !self.holding(&car.car_number, period).await?.is_empty();
@@ -572,6 +580,12 @@ impl ReadModel for DynamodbViews {
             start = output.last_evaluated_key;
             if free.len() as u64 > size || start.is_none() {
                 break;
+            }
+            if examined >= MAX_CARS_EXAMINED {
+                return Ok(Page {
+                    items: free,
+                    next: last_examined,
+                });
             }
         }
         Ok(Page::from_one_extra(free, size, |c| c.car_number.clone()))
