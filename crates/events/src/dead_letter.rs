@@ -26,6 +26,8 @@ pub const HEADER_DELIVERED: &str = "Rentacar-Delivered";
 pub const HEADER_STREAM_SEQUENCE: &str = "Rentacar-Stream-Sequence";
 /// The original `Nats-Msg-Id`; the dead letter needs one of its own (see [`send`]).
 pub const HEADER_ORIGINAL_MSG_ID: &str = "Rentacar-Original-Msg-Id";
+/// Set on a replayed dead letter: only this consumer applies it, the others skip it.
+pub const HEADER_REPLAYED_FOR: &str = "Rentacar-Replayed-For";
 /// Set on the dead letter of an event the stream refused to take: its payload is not in the
 /// letter but in the publishing service's `outbox` table, marked with the error.
 pub const HEADER_KEPT_IN_OUTBOX: &str = "Rentacar-Kept-In-Outbox";
@@ -140,6 +142,9 @@ pub struct Page {
     pub next_after: Option<u64>,
 }
 
+/// Letters one page reads at most, matching `consumer` or not.
+const MAX_SCANNED: u64 = 1_000;
+
 /// Up to `limit` dead letters stored after sequence `after` (0 for the first page), oldest
 /// first; `consumer` narrows it to one consumer's. Only reads: no dead-letter stream yet
 /// means no dead letters.
@@ -167,9 +172,12 @@ pub async fn list(
     if state.messages == 0 {
         return Ok(page);
     }
-    for sequence in state.first_sequence.max(after + 1)..=state.last_sequence {
-        if page.letters.len() == limit {
-            page.next_after = page.letters.last().map(|l| l.sequence);
+    let first = state.first_sequence.max(after + 1);
+    for sequence in first..=state.last_sequence {
+        // A page ends when it is full, or when it has looked at enough letters of other
+        // consumers; either way the next one continues after the last sequence read.
+        if page.letters.len() == limit || sequence - first == MAX_SCANNED {
+            page.next_after = Some(sequence - 1);
             break;
         }
         // Replayed letters are deleted and leave gaps.
@@ -201,8 +209,8 @@ pub async fn list(
 /// Letters replayed per page read.
 const REPLAY_PAGE: usize = 100;
 
-/// Sends dead letters back to their original subjects, then removes them. Consumers that
-/// already applied an event skip it by its id, so only the one that failed applies it.
+/// Sends dead letters back to their original subjects, then removes them. Only the consumer
+/// that failed applies a replayed event; the others skip it.
 /// Letters of events the stream refused to take have no payload to send and stay.
 /// Returns how many were replayed.
 pub async fn replay(js: &jetstream::Context, consumer: Option<&str>) -> Result<usize, async_nats::Error> {
@@ -240,6 +248,7 @@ async fn replay_one(js: &jetstream::Context, letter: &DeadLetter) -> Result<(), 
         "Nats-Msg-Id",
         format!("replay-{}-{}", letter.consumer, letter.sequence).as_str(),
     );
+    headers.insert(HEADER_REPLAYED_FOR, letter.consumer.as_str());
     js.publish_with_headers(letter.original_subject.clone(), headers, letter.payload.clone())
         .await?
         .await?;

@@ -14,17 +14,16 @@ pub const SUBJECTS: &str = "rentacar.>";
 /// re-sends only after a failed or unacknowledged publish, which is much sooner than this.
 pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(10 * 60);
 
-/// Events older than this leave the stream: every consumer has long applied them.
-pub const MAX_AGE: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+/// Events older than this leave the stream. Long enough that `mypage rebuild` restores every
+/// reservation that can still hold a car's days (booked up to a year ahead, for up to a
+/// year), and far longer than any consumer lags. The disk itself is bounded by the NATS
+/// server's storage limit: when it is full, publishes fail and outboxes hold their events.
+pub const MAX_AGE: Duration = Duration::from_secs(2 * 365 * 24 * 60 * 60);
 
-/// The most the stream keeps. When it is full, new events are refused rather than old ones
-/// dropped, so an event nobody consumed yet is never lost: outboxes hold theirs until room
-/// is made.
-pub const MAX_BYTES: i64 = 8 * 1024 * 1024 * 1024;
-
-/// How long a consumer remembers an event it applied: longer than the stream keeps it, so
-/// no redelivery can bring back an event that was forgotten.
-pub const INBOX_RETENTION: Duration = Duration::from_secs(MAX_AGE.as_secs() + 24 * 60 * 60);
+/// How long a consumer remembers an event it applied: far beyond any redelivery (an
+/// unacknowledged event comes back within minutes; a dead letter's replay goes only to the
+/// consumer that failed on it) and the stream's duplicate window.
+pub const INBOX_RETENTION: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 
 /// Creates the stream if it does not exist yet, kept by `replicas` nodes of a NATS cluster
 /// (1 on a single server); safe to call from every replica at start. A stream created with
@@ -36,15 +35,13 @@ pub async fn ensure(js: &jetstream::Context, replicas: usize) -> Result<stream::
         storage: stream::StorageType::File,
         duplicate_window: DUPLICATE_WINDOW,
         max_age: MAX_AGE,
-        max_bytes: MAX_BYTES,
-        discard: stream::DiscardPolicy::New,
         ..Default::default()
     };
     ensure_with(js, config, replicas).await
 }
 
 /// Creates the stream `config` describes with `replicas` copies, or raises an existing one
-/// to that many.
+/// to that many and to its age limit.
 pub(crate) async fn ensure_with(
     js: &jetstream::Context,
     config: stream::Config,
@@ -54,24 +51,19 @@ pub(crate) async fn ensure_with(
         num_replicas: replicas,
         ..config
     };
-    // Limits are compared only where the config sets them (the server reports unset ones
-    // its own way).
-    let limits = (config.max_age, config.max_bytes, config.discard);
-    let limited = config.max_age != Duration::ZERO;
-    let stream = js.get_or_create_stream(config).await?;
+    let stream = js.get_or_create_stream(config.clone()).await?;
     let current = stream.cached_info().config.clone();
-    let limits_differ = limited && (current.max_age, current.max_bytes, current.discard) != limits;
-    if current.num_replicas < replicas || limits_differ {
-        let (max_age, max_bytes, discard) = if limited {
-            limits
-        } else {
-            (current.max_age, current.max_bytes, current.discard)
-        };
+    // A limit is only ever raised here: a stream kept longer than `config` says (by an
+    // operator, say) stays so. A stream without an age limit gets one.
+    let max_age = match (current.max_age, config.max_age) {
+        (_, wanted) if wanted.is_zero() => current.max_age,
+        (kept, wanted) if kept.is_zero() || kept < wanted => wanted,
+        (kept, _) => kept,
+    };
+    if current.num_replicas < replicas || max_age != current.max_age {
         js.update_stream(stream::Config {
             num_replicas: current.num_replicas.max(replicas),
             max_age,
-            max_bytes,
-            discard,
             ..current
         })
         .await?;
