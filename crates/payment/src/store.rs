@@ -164,8 +164,9 @@ async fn pay_once(db: &DatabaseConnection, outbox: &Outbox, charge: Charge) -> R
 }
 
 /// Refunds an approved payment, once: of concurrent refunds one changes it and stores the
-/// event, the others find it refunded and return it unchanged. With cause ABANDONED a
-/// reservation without a payment is voided, so a charge arriving later is refused.
+/// event, the others find it refunded and return it unchanged. With cause ABANDONED
+/// nothing is refunded: a reservation without a payment is voided, so a charge arriving
+/// later is refused, and an existing payment is returned as it is.
 pub async fn refund(
     db: &DatabaseConnection,
     outbox: &Outbox,
@@ -173,7 +174,7 @@ pub async fn refund(
     reason: &str,
     cause: RefundCause,
 ) -> Result<Payment, Error> {
-    // A charge may insert the row while a void tries to: that charge is refunded instead.
+    // A charge may insert the row while a void tries to: the void then finds the charge.
     once_more_after_a_clash(|| refund_once(db, outbox, reservation_id, reason, cause)).await
 }
 
@@ -207,8 +208,9 @@ async fn refund_once(
     let mut payment = Payment::try_from(row)?;
     match payment.status {
         PaymentStatus::Refunded | PaymentStatus::Voided => return Ok(payment),
-        // An abandoned reservation whose charge was declined owes nothing either.
-        PaymentStatus::Declined if abandoned => return Ok(payment),
+        // Whatever was decided stands: the caller keeps a reservation that was charged
+        // after all, and one declined owes nothing.
+        _ if abandoned => return Ok(payment),
         PaymentStatus::Declined => return Err(Error::NothingToRefund(reservation_id.to_owned())),
         PaymentStatus::Approved => {}
     }

@@ -51,7 +51,7 @@ fn migrate_applies_every_migration_and_is_repeatable() {
         );
         assert_eq!(
             String::from_utf8_lossy(&output.stdout).trim(),
-            "reservation: 6 migrations applied"
+            "reservation: 8 migrations applied"
         );
     }
     assert!(data.path().join("reservation.db").is_file());

@@ -208,7 +208,8 @@ fn the_whole_shutdown_fits_in_the_sidecars_drain_and_the_grace_period() {
             * 1000;
         let shutdown_ms = pre_stop_ms
             + drain_ms
-            + payment_deadline_ms
+            // An in-flight Reserve may try payment twice.
+            + payment_deadline_ms * u64::from(rentacar_reservation::PAYMENT_TRIES)
             + rentacar_events::outbox::FLUSH_ON_SHUTDOWN.as_millis() as u64
             + rentacar_runtime::telemetry::SHUTDOWN_BOUND.as_millis() as u64;
         assert!(

@@ -4,10 +4,11 @@
 //! then marked PAID with its event. The charge and the mark run in a task of their own, so
 //! a caller that gives up (a deadline, a cancel) does not stop them halfway. Whatever still
 //! ends up pending (a crash, payment's answer lost) is settled by [`Checkout::settle_pending`]:
-//! it asks payment what happened and marks the reservation PAID, or voids the payment (so a
-//! charge still on its way is refused, and one that slipped in is refunded) and only then
-//! forgets the reservation. So a payment never stays without its reservation, and a
-//! reservation is never PAID without its payment.
+//! it voids the reservation's payment, which refuses any charge still on its way and
+//! returns one that was made; it then marks the reservation PAID, or forgets it. A pending
+//! reservation is forgotten only when payment's answer holds for every call of it, so a
+//! payment never stays without its reservation, and a reservation is never PAID without
+//! its payment.
 
 use std::time::Duration;
 
@@ -23,7 +24,7 @@ use tracing::Instrument;
 use crate::{
     Error,
     domain::{self, Reservation, ReserveCommand, Status},
-    payment::PaymentClient,
+    payment::{PAYMENT_TRIES, PaymentClient},
     store,
 };
 
@@ -50,8 +51,8 @@ impl Checkout {
             db,
             outbox,
             payments,
-            // A charge is tried at most twice (see `payment`), each within the timeout.
-            settle_after: payment_timeout * 2 + Duration::from_secs(2),
+            // A charge is tried at most PAYMENT_TRIES times, each within the timeout.
+            settle_after: payment_timeout * PAYMENT_TRIES + Duration::from_secs(2),
         }
     }
 
@@ -62,7 +63,12 @@ impl Checkout {
         let pending = match store::find_any(&self.db, &reservation_id).await? {
             Some(existing) => match Self::retried(&command, existing)? {
                 Retried::Done(reservation) => return Ok(reservation),
-                Retried::Pending(pending) => pending,
+                Retried::Pending(pending) => {
+                    // Paying it now: the settler leaves it alone for a while.
+                    self.payments.check_open()?;
+                    store::touch_pending(&self.db, &pending.reservation_id).await?;
+                    pending
+                }
             },
             None => {
                 // Nothing is written for a call that the open circuit would refuse anyway.
@@ -82,6 +88,7 @@ impl Checkout {
                     payment_id: String::new(),
                     rejection_reason: None,
                     created_at_ms: store::now_ms(),
+                    payment_method: command.payment_method.clone(),
                 };
                 if !store::insert_pending(&self.db, &pending).await? {
                     // A concurrent call with the same request id recorded it first.
@@ -97,7 +104,6 @@ impl Checkout {
                 }
             }
         };
-        self.payments.check_open()?;
 
         let this = self.clone();
         let method = command.payment_method;
@@ -135,22 +141,22 @@ impl Checkout {
             )
             .await;
         match charged {
-            Ok(payment_id) => store::mark_paid(&self.db, &self.outbox, &pending, &payment_id).await,
-            // Payment refused this charge and recorded nothing for it (or keeps a decline),
-            // or the open circuit kept the call from leaving: nothing stays behind. Should a
-            // concurrent call with the same request id be charged after all, marking it paid
-            // records it again.
+            Ok(payment_id) => store::mark_paid(&self.db, &self.outbox, id, &payment_id).await,
+            // Payment's answer holds for every call of this reservation: declined (and kept
+            // so), refused for the payment method (which all calls with this request id
+            // share), charged for something else, or refunded or voided. No charge of it can
+            // succeed, so nothing stays behind.
             Err(
                 err @ (Error::PaymentDeclined(_)
                 | Error::InvalidArgument(_)
                 | Error::ChargedDifferently
-                | Error::PaymentClosed
-                | Error::PaymentPaused(_)),
+                | Error::PaymentClosed),
             ) => {
                 store::forget_pending(&self.db, id).await?;
                 Err(err)
             }
-            // Charged or not, nobody knows yet: a retry or `settle_pending` finds out.
+            // Charged or not, nobody knows yet (or this call was not sent, while another
+            // may have been): a retry or `settle_pending` finds out.
             Err(err) => Err(err),
         }
     }
@@ -172,27 +178,18 @@ impl Checkout {
         let before = chrono::Utc::now().timestamp_millis() - self.settle_after.as_millis() as i64;
         for pending in store::stale_pending(&self.db, before).await? {
             let id = &pending.reservation_id;
-            match self.payments.get(id).await? {
-                Some(payment)
-                    if payment.status() == PaymentStatus::Approved && pays_for(&payment, &pending) =>
-                {
-                    tracing::info!(reservation_id = %id, "payment found approved; reservation now paid");
-                    store::mark_paid(&self.db, &self.outbox, &pending, &payment.payment_id).await?;
-                }
-                // Declined, refunded, never charged, or charged for something else: void it
-                // first, so that a charge still on its way cannot succeed afterwards.
-                _ => {
-                    let voided = self
-                        .payments
-                        .refund(id, "reservation abandoned", RefundCause::Abandoned)
-                        .await;
-                    match voided {
-                        Ok(_) | Err(Error::NothingToRefund) => {}
-                        Err(err) => return Err(err),
-                    }
-                    tracing::info!(reservation_id = %id, "no approved payment; payment voided and pending reservation dropped");
-                    store::forget_pending(&self.db, id).await?;
-                }
+            // Voiding settles it for good: a payment not made yet can no longer be made,
+            // and one that was made comes back as it is.
+            let payment = self
+                .payments
+                .refund(id, "reservation abandoned", RefundCause::Abandoned)
+                .await?;
+            if payment.status() == PaymentStatus::Approved && pays_for(&payment, &pending) {
+                tracing::info!(reservation_id = %id, "payment found approved; reservation now paid");
+                store::mark_paid(&self.db, &self.outbox, id, &payment.payment_id).await?;
+            } else {
+                tracing::info!(reservation_id = %id, status = payment.status().as_str_name(), "no approved payment; pending reservation dropped");
+                store::forget_pending(&self.db, id).await?;
             }
         }
         Ok(())

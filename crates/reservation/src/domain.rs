@@ -75,6 +75,9 @@ pub struct Reservation {
     pub rejection_reason: Option<String>,
     /// When `Reserve` recorded it, in milliseconds since the epoch.
     pub created_at_ms: i64,
+    /// The payment method token it is charged with (empty for reservations recorded before
+    /// it was kept).
+    pub payment_method: String,
 }
 
 /// A validated `Reserve` request.
@@ -96,20 +99,24 @@ impl ReserveCommand {
     }
 
     /// Whether `existing` was made by this same request (a retry), rather than by another
-    /// request that reused its request id.
+    /// request that reused its request id. Concurrent calls with one request id therefore
+    /// all carry the same payment method, and payment's answer to one is its answer to all.
     pub fn matches(&self, existing: &Reservation) -> bool {
         existing.customer_id == self.customer_id
             && existing.car_number == self.car_number
             && existing.period == self.period
+            && (existing.payment_method.is_empty() || existing.payment_method == self.payment_method)
     }
 }
 
 /// Namespace of reservation ids derived from request ids.
 const RESERVATION_NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6c1f_7a2e_93b4_4f0d_8e55_1d2c_3b4a_5f60);
 
-/// The price of renting at `daily_price` for `period`.
+/// The price of renting at `daily_price` for `period`, if payment can charge it.
 pub fn price(daily_price: &Money, period: &RentalPeriod) -> Option<Money> {
-    daily_price.times(period.days())
+    daily_price
+        .times(period.days())
+        .filter(|price| price.amount_minor <= Money::MAX_AMOUNT_MINOR)
 }
 
 #[cfg(test)]

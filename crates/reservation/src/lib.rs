@@ -42,6 +42,8 @@ use rentacar_runtime::{
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+pub use payment::PAYMENT_TRIES;
+
 pub const SERVICE: &str = "reservation";
 
 /// Settings of a reservation process.

@@ -43,6 +43,9 @@ const BREAKER_MINIMUM_CALLS: usize = 10;
 /// ...and opens when at least this share of them failed.
 const BREAKER_FAILURE_RATE: f64 = 0.5;
 
+/// How many times one payment call is tried at most: once more after UNAVAILABLE.
+pub const PAYMENT_TRIES: u32 = 2;
+
 /// `ErrorInfo.reason` of a call refused because the circuit is open.
 const REASON_CIRCUIT_OPEN: &str = "PAYMENT_CIRCUIT_OPEN";
 /// `ErrorInfo.reason` of a call refused because too many are in flight.
@@ -58,23 +61,28 @@ pub struct PaymentClient {
     retries: Arc<tower::retry::budget::TpsBudget>,
 }
 
-/// When the circuit opened, so a call can be refused before anything is written for it.
+/// The circuit's state as last reported, so a call can be refused before anything is
+/// written for it.
 #[derive(Clone)]
 struct Breaker {
-    opened_at: Arc<Mutex<Option<Instant>>>,
+    state: Arc<Mutex<(CircuitState, Instant)>>,
     open_period: Duration,
 }
 
 impl Breaker {
-    /// How long the circuit stays open, if it is.
-    fn open_for(&self) -> Option<Duration> {
-        let opened_at = (*self.opened_at.lock().expect("not poisoned"))?;
-        self.open_period.checked_sub(opened_at.elapsed())
+    /// How long new calls should wait, if they would be refused now: while the circuit is
+    /// open, and while its one probe call is under way.
+    fn paused_for(&self) -> Option<Duration> {
+        let (state, since) = *self.state.lock().expect("not poisoned");
+        match state {
+            CircuitState::Open => self.open_period.checked_sub(since.elapsed()),
+            CircuitState::HalfOpen => Some(Duration::from_millis(100)),
+            CircuitState::Closed => None,
+        }
     }
 
     fn changed(&self, to: CircuitState) {
-        let mut opened_at = self.opened_at.lock().expect("not poisoned");
-        *opened_at = (to == CircuitState::Open).then(Instant::now);
+        *self.state.lock().expect("not poisoned") = (to, Instant::now());
         tracing::warn!(state = ?to, "payment circuit breaker changed");
     }
 }
@@ -114,7 +122,7 @@ impl PaymentClient {
             .timeout(timeout)
             .connect_lazy();
         let breaker = Breaker {
-            opened_at: Arc::default(),
+            state: Arc::new(Mutex::new((CircuitState::Closed, Instant::now()))),
             open_period: breaker_open,
         };
         let watched = breaker.clone();
@@ -174,25 +182,30 @@ impl PaymentClient {
         })
     }
 
-    /// Refuses a new reservation while the circuit is open, before anything is written.
+    /// Refuses a charge while the circuit would refuse it, before anything is written.
     pub fn check_open(&self) -> Result<(), Error> {
-        match self.breaker.open_for() {
+        match self.breaker.paused_for() {
             Some(retry_after) => Err(Error::PaymentPaused(retry_after)),
             None => Ok(()),
         }
     }
 
     /// Runs `call`, and once more if it failed with UNAVAILABLE from payment (not from this
-    /// client's own guards) and the retry budget allows.
+    /// client's own guards) and the retry budget allows. A retry this client refuses to send
+    /// (the circuit opened meanwhile) reports the first answer: whether the first call
+    /// charged is still open.
     async fn idempotent<T>(
         &self,
         call: impl Fn(PaymentServiceClient<Calls>) -> BoxFuture<'static, Result<T, Status>>,
     ) -> Result<T, Status> {
         self.retries.deposit();
         match call(self.client.clone()).await {
-            Err(status) if retryable(&status) && self.retries.withdraw() => {
-                tracing::debug!(message = status.message(), "payment call retried");
-                call(self.client.clone()).await
+            Err(first) if retryable(&first) && self.retries.withdraw() => {
+                tracing::debug!(message = first.message(), "payment call retried");
+                match call(self.client.clone()).await {
+                    Err(again) if refused_here(&again) => Err(first),
+                    outcome => outcome,
+                }
             }
             outcome => outcome,
         }
@@ -233,27 +246,10 @@ impl PaymentClient {
             .unwrap_or_default())
     }
 
-    /// The reservation's payment as payment knows it, if any.
-    pub async fn get(&self, reservation_id: &str) -> Result<Option<pb::Payment>, Error> {
-        let request = pb::GetPaymentRequest {
-            reservation_id: reservation_id.to_owned(),
-        };
-        let answer = self
-            .idempotent(|mut client| {
-                let request = request.clone();
-                Box::pin(async move { client.get_payment(request).await })
-            })
-            .await;
-        match answer {
-            Ok(response) => Ok(response.into_inner().payment),
-            Err(status) if status.code() == Code::NotFound => Ok(None),
-            Err(status) => Err(from_status(status)),
-        }
-    }
-
     /// Refunds the reservation's payment, and returns it as it now is. Refunding twice is
-    /// harmless on payment's side; with cause ABANDONED a reservation not charged yet is
-    /// voided, so that no later charge can go through.
+    /// harmless on payment's side. With cause ABANDONED nothing is refunded: a reservation
+    /// not charged yet is voided, so that no later charge can go through, and a payment
+    /// that was made is returned as it is.
     pub async fn refund(
         &self,
         reservation_id: &str,
@@ -279,10 +275,14 @@ impl PaymentClient {
 /// Whether a failed call may be tried again at once: payment (or the path to it) said
 /// UNAVAILABLE, rather than this client pausing or shedding the call.
 fn retryable(status: &Status) -> bool {
-    let local = status
+    status.code() == Code::Unavailable && !refused_here(status)
+}
+
+/// Whether this client refused to send the call (open circuit, too many in flight).
+fn refused_here(status: &Status) -> bool {
+    status
         .get_details_error_info()
-        .is_some_and(|info| info.reason == REASON_CIRCUIT_OPEN || info.reason == REASON_OVERLOADED);
-    status.code() == Code::Unavailable && !local
+        .is_some_and(|info| info.reason == REASON_CIRCUIT_OPEN || info.reason == REASON_OVERLOADED)
 }
 
 /// What a status from payment means to a reservation's caller: every answer maps to

@@ -35,6 +35,7 @@ pub mod reservation {
         pub created_at_ms: i64,
         pub updated_at_ms: i64,
         pub rejection_reason: Option<String>,
+        pub payment_method: String,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -88,6 +89,7 @@ impl TryFrom<reservation::Model> for Reservation {
             payment_id: row.payment_id,
             rejection_reason: row.rejection_reason,
             created_at_ms: row.created_at_ms,
+            payment_method: row.payment_method,
         })
     }
 }
@@ -144,15 +146,6 @@ pub async fn find_any(db: &impl ConnectionTrait, reservation_id: &str) -> Result
     skip_all
 )]
 pub async fn insert_pending(db: &DatabaseConnection, reservation: &Reservation) -> Result<bool, Error> {
-    match insert_row(db, reservation).await {
-        Ok(()) => Ok(true),
-        Err(err) if db::is_unique_violation(&err) => Ok(false),
-        Err(err) => Err(err.into()),
-    }
-}
-
-/// Inserts `reservation` as PENDING_PAYMENT.
-async fn insert_row(db: &impl ConnectionTrait, reservation: &Reservation) -> Result<(), DbErr> {
     let now = now_ms();
     let row = reservation::Model {
         reservation_id: reservation.reservation_id.clone(),
@@ -168,17 +161,20 @@ async fn insert_row(db: &impl ConnectionTrait, reservation: &Reservation) -> Res
         created_at_ms: reservation.created_at_ms,
         updated_at_ms: now,
         rejection_reason: None,
+        payment_method: reservation.payment_method.clone(),
     };
-    reservation::Entity::insert(row.into_active_model())
+    match reservation::Entity::insert(row.into_active_model())
         .exec_without_returning(db)
-        .await?;
-    Ok(())
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(err) if db::is_unique_violation(&err) => Ok(false),
+        Err(err) => Err(err.into()),
+    }
 }
 
 /// Moves a pending reservation to PAID with its `reservation.paid` event, and returns it as
-/// it now is (a concurrent call may have done it already). A charged reservation is never
-/// lost: if a concurrent call with the same request id forgot the pending row meanwhile
-/// (payment refused *its* charge), the row is recorded again, as PAID.
+/// it now is (a concurrent call may have done it already).
 #[tracing::instrument(
     target = "otel::tracing",
     level = "trace",
@@ -188,14 +184,10 @@ async fn insert_row(db: &impl ConnectionTrait, reservation: &Reservation) -> Res
 pub async fn mark_paid(
     db: &DatabaseConnection,
     outbox: &Outbox,
-    pending: &Reservation,
+    reservation_id: &str,
     payment_id: &str,
 ) -> Result<Reservation, Error> {
-    let reservation_id = pending.reservation_id.as_str();
     let txn = db::begin_write(db).await?;
-    if find_any(&txn, reservation_id).await?.is_none() {
-        insert_row(&txn, pending).await?;
-    }
     let updated = reservation::Entity::update_many()
         .col_expr(reservation::Column::Status, Expr::value(Status::Paid.as_str()))
         .col_expr(reservation::Column::PaymentId, Expr::value(payment_id))
@@ -225,6 +217,18 @@ pub async fn mark_paid(
         tracing::info!(reservation_id, car_number = %reservation.car_number, "reservation paid");
     }
     Ok(reservation)
+}
+
+/// Marks a pending reservation as being paid now, so the settler leaves it alone for a
+/// while; a reservation no longer pending is left as it is.
+pub async fn touch_pending(db: &DatabaseConnection, reservation_id: &str) -> Result<(), Error> {
+    reservation::Entity::update_many()
+        .col_expr(reservation::Column::UpdatedAtMs, Expr::value(now_ms()))
+        .filter(reservation::Column::ReservationId.eq(reservation_id))
+        .filter(reservation::Column::Status.eq(Status::PendingPayment.as_str()))
+        .exec(db)
+        .await?;
+    Ok(())
 }
 
 /// Removes a pending reservation whose payment was declined or never happened.

@@ -267,6 +267,35 @@ async fn an_abandoned_reservation_refuses_a_late_charge(backend: Backend) -> any
     );
     assert_eq!(platform.messages_on("rentacar.payment.approved").await?, 0);
     assert_eq!(platform.messages_on("rentacar.payment.canceled").await?, 0);
+
+    // Giving up a reservation whose charge went through refunds nothing: the payment comes
+    // back approved, for reservation to keep the reservation it paid for.
+    register_car(&platform, "VOID-2", "Corolla", 5000).await?;
+    let kept = confirmed(&platform, "kept", "VOID-2").await?;
+    let answer = payment
+        .cancel_payment(CancelPaymentRequest {
+            reservation_id: kept.reservation_id.clone(),
+            reason: "abandoned".into(),
+            cause: RefundCause::Abandoned.into(),
+        })
+        .await?
+        .into_inner()
+        .payment
+        .expect("a payment");
+    assert_eq!(answer.status(), PaymentStatus::Approved);
+    assert_eq!(answer.payment_id, kept.payment_id);
+    assert_eq!(platform.messages_on("rentacar.payment.canceled").await?, 0);
+
+    // One request id with another payment method is another request, not a retry.
+    let mut other_method = reserve("kept", "rosa", "VOID-2", day(20), day(22));
+    other_method.payment_method = "tok_chargeDeclined".into();
+    let reused = platform
+        .reservation()
+        .await
+        .reserve(other_method)
+        .await
+        .unwrap_err();
+    assert_eq!(reused.code(), Code::AlreadyExists);
     platform.shutdown().await
 }
 

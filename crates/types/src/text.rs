@@ -52,15 +52,21 @@ impl FieldViolations {
     }
 
     /// Records `field` when `value` is longer than `max` characters or holds a control
-    /// character (NUL, line breaks, escapes), which no id or single-line text needs.
+    /// character, which no id or single-line text needs.
     fn bounded(&mut self, field: &str, value: &str, max: usize) {
         if value.chars().count() > max {
             self.add(field, format!("must be at most {max} characters"));
         }
-        if value.chars().any(char::is_control) {
+        if value.chars().any(is_control) {
             self.add(field, "must not contain control characters");
         }
     }
+}
+
+/// NUL, line breaks and escapes, and the Unicode line separators and direction overrides
+/// that would make text read otherwise than it is stored.
+fn is_control(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 #[cfg(test)]
@@ -103,6 +109,7 @@ mod tests {
         let mut v = FieldViolations::new();
         assert_eq!(v.optional_text("reason", "", MAX_FREE_TEXT_CHARS), "");
         v.optional_text("reason", "line\nbreak", MAX_FREE_TEXT_CHARS);
-        assert_eq!(fields(&v), ["reason"]);
+        v.optional_text("reason", "evil\u{202E}txt.exe", MAX_FREE_TEXT_CHARS);
+        assert_eq!(fields(&v), ["reason", "reason"]);
     }
 }

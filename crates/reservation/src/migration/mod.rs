@@ -5,6 +5,7 @@ use sea_orm_migration::{MigrationTrait, MigratorTrait};
 mod m20261123_000301_create_catalog_cars;
 mod m20261123_000302_create_reservations;
 mod m20261123_000303_add_rejection_reason;
+mod m20261201_000304_add_payment_method;
 
 pub struct Migrator;
 
@@ -14,6 +15,7 @@ impl MigratorTrait for Migrator {
         migrations.push(Box::new(m20261123_000301_create_catalog_cars::Migration));
         migrations.push(Box::new(m20261123_000302_create_reservations::Migration));
         migrations.push(Box::new(m20261123_000303_add_rejection_reason::Migration));
+        migrations.push(Box::new(m20261201_000304_add_payment_method::Migration));
         migrations
     }
 }
