@@ -272,13 +272,7 @@ impl<A: Apply> Consumer<A> {
                 return;
             }
         };
-        // A replayed dead letter is meant for the consumer that failed on it; the others
-        // applied it long ago, possibly longer ago than their inbox remembers.
-        let replayed_for = message
-            .headers
-            .as_ref()
-            .and_then(|headers| headers.get(dead_letter::HEADER_REPLAYED_FOR));
-        if replayed_for.is_some_and(|consumer| consumer.as_str() != self.name) {
+        if dead_letter::replayed_for_another(message.headers.as_ref(), &self.name) {
             ack(&message, AckKind::Ack).await;
             return;
         }

@@ -28,6 +28,15 @@ pub const HEADER_STREAM_SEQUENCE: &str = "Rentacar-Stream-Sequence";
 pub const HEADER_ORIGINAL_MSG_ID: &str = "Rentacar-Original-Msg-Id";
 /// Set on a replayed dead letter: only this consumer applies it, the others skip it.
 pub const HEADER_REPLAYED_FOR: &str = "Rentacar-Replayed-For";
+
+/// Whether a message with `headers` is a dead letter replayed for a consumer other than
+/// `consumer`, which then skips it: it applied the event long ago, possibly longer ago than
+/// its inbox remembers.
+pub fn replayed_for_another(headers: Option<&HeaderMap>, consumer: &str) -> bool {
+    headers
+        .and_then(|headers| headers.get(HEADER_REPLAYED_FOR))
+        .is_some_and(|name| name.as_str() != consumer)
+}
 /// Set on the dead letter of an event the stream refused to take: its payload is not in the
 /// letter but in the publishing service's `outbox` table, marked with the error.
 pub const HEADER_KEPT_IN_OUTBOX: &str = "Rentacar-Kept-In-Outbox";

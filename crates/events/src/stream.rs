@@ -53,8 +53,9 @@ pub(crate) async fn ensure_with(
     };
     let stream = js.get_or_create_stream(config.clone()).await?;
     let current = stream.cached_info().config.clone();
-    // A limit is only ever raised here: a stream kept longer than `config` says (by an
-    // operator, say) stays so. A stream without an age limit gets one.
+    // An age limit is only ever raised here: a stream kept longer than `config` says (by
+    // an operator, say) stays so. A stream without one, as earlier versions created it,
+    // gets one: nothing grows without bound.
     let max_age = match (current.max_age, config.max_age) {
         (_, wanted) if wanted.is_zero() => current.max_age,
         (kept, wanted) if kept.is_zero() || kept < wanted => wanted,

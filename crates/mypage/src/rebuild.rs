@@ -8,7 +8,7 @@
 use async_nats::jetstream::{self, ErrorCode, consumer::pull::OrderedConfig, context::GetStreamErrorKind};
 use futures::StreamExt;
 use prost::Message as _;
-use rentacar_events::{Apply, Delivery, Inbox, stream::STREAM_NAME};
+use rentacar_events::{Apply, Delivery, Inbox, dead_letter, stream::STREAM_NAME};
 use rentacar_proto::events::EventEnvelope;
 use rentacar_runtime::db;
 
@@ -110,6 +110,12 @@ async fn replay(js: &jetstream::Context, applier: &impl Apply) -> Result<u64, Re
             delivered: 1,
         };
         let left = info.pending;
+        if dead_letter::replayed_for_another(message.headers.as_ref(), PROJECTION) {
+            if left == 0 {
+                break;
+            }
+            continue;
+        }
         match EventEnvelope::decode(message.payload.clone()) {
             Ok(event) => {
                 applier
