@@ -208,8 +208,9 @@ fn the_whole_shutdown_fits_in_the_sidecars_drain_and_the_grace_period() {
             * 1000;
         let shutdown_ms = pre_stop_ms
             + drain_ms
-            // An in-flight Reserve may try payment twice.
-            + payment_deadline_ms * u64::from(rentacar_reservation::PAYMENT_TRIES)
+            // An in-flight Reserve may try payment more than once.
+            + rentacar_reservation::longest_charge(std::time::Duration::from_millis(payment_deadline_ms)).as_millis()
+                as u64
             + rentacar_events::outbox::FLUSH_ON_SHUTDOWN.as_millis() as u64
             + rentacar_runtime::telemetry::SHUTDOWN_BOUND.as_millis() as u64;
         assert!(

@@ -24,7 +24,7 @@ use tracing::Instrument;
 use crate::{
     Error,
     domain::{self, Reservation, ReserveCommand, Status},
-    payment::{PAYMENT_TRIES, PaymentClient},
+    payment::{PaymentClient, longest_charge},
     store,
 };
 
@@ -51,8 +51,8 @@ impl Checkout {
             db,
             outbox,
             payments,
-            // A charge is tried at most PAYMENT_TRIES times, each within the timeout.
-            settle_after: payment_timeout * PAYMENT_TRIES + Duration::from_secs(2),
+            // Beyond the longest charge, with room for clocks of replicas that differ.
+            settle_after: longest_charge(payment_timeout) + Duration::from_secs(2),
         }
     }
 
@@ -129,6 +129,9 @@ impl Checkout {
 
     async fn pay(&self, pending: Reservation, payment_method: &str) -> Result<Reservation, Error> {
         let id = &pending.reservation_id;
+        // A reservation recorded before its payment method was kept may have been charged
+        // with another one: payment's refusal of this method then says nothing about it.
+        let method_known = !pending.payment_method.is_empty();
         let charged = self
             .payments
             .pay(
@@ -146,12 +149,11 @@ impl Checkout {
             // so), refused for the payment method (which all calls with this request id
             // share), charged for something else, or refunded or voided. No charge of it can
             // succeed, so nothing stays behind.
-            Err(
-                err @ (Error::PaymentDeclined(_)
-                | Error::InvalidArgument(_)
-                | Error::ChargedDifferently
-                | Error::PaymentClosed),
-            ) => {
+            Err(err @ (Error::PaymentDeclined(_) | Error::PaymentClosed)) => {
+                store::forget_pending(&self.db, id).await?;
+                Err(err)
+            }
+            Err(err @ (Error::InvalidArgument(_) | Error::ChargedDifferently)) if method_known => {
                 store::forget_pending(&self.db, id).await?;
                 Err(err)
             }
@@ -177,18 +179,38 @@ impl Checkout {
     async fn settle_once(&self) -> Result<(), Error> {
         let before = chrono::Utc::now().timestamp_millis() - self.settle_after.as_millis() as i64;
         for pending in store::stale_pending(&self.db, before).await? {
-            let id = &pending.reservation_id;
-            // Voiding settles it for good: a payment not made yet can no longer be made,
-            // and one that was made comes back as it is.
-            let payment = self
-                .payments
-                .refund(id, "reservation abandoned", RefundCause::Abandoned)
-                .await?;
-            if payment.status() == PaymentStatus::Approved && pays_for(&payment, &pending) {
+            // Claimed first: a retry that started paying it since is left alone.
+            if !store::claim_stale(&self.db, &pending.reservation_id, before).await? {
+                continue;
+            }
+            if let Err(err) = self.settle(&pending).await {
+                tracing::warn!(reservation_id = %pending.reservation_id, error = %err, "pending reservation not settled yet");
+            }
+        }
+        Ok(())
+    }
+
+    async fn settle(&self, pending: &Reservation) -> Result<(), Error> {
+        let id = &pending.reservation_id;
+        // Voiding settles it for good: a payment not made yet can no longer be made, and
+        // one that was made comes back as it is.
+        let payment = self
+            .payments
+            .refund(id, "reservation abandoned", RefundCause::Abandoned)
+            .await?;
+        match payment.status() {
+            PaymentStatus::Approved if pays_for(&payment, pending) => {
                 tracing::info!(reservation_id = %id, "payment found approved; reservation now paid");
                 store::mark_paid(&self.db, &self.outbox, id, &payment.payment_id).await?;
-            } else {
-                tracing::info!(reservation_id = %id, status = payment.status().as_str_name(), "no approved payment; pending reservation dropped");
+            }
+            PaymentStatus::Approved => {
+                // Charged under this reservation's id for something else: not this
+                // reservation's charge, and not for reservation to refund.
+                tracing::error!(reservation_id = %id, payment_id = %payment.payment_id, "an approved payment under this reservation's id does not match it; pending reservation dropped");
+                store::forget_pending(&self.db, id).await?;
+            }
+            status => {
+                tracing::info!(reservation_id = %id, status = status.as_str_name(), "no approved payment; pending reservation dropped");
                 store::forget_pending(&self.db, id).await?;
             }
         }

@@ -42,7 +42,7 @@ use rentacar_runtime::{
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use payment::PAYMENT_TRIES;
+pub use payment::longest_charge;
 
 pub const SERVICE: &str = "reservation";
 

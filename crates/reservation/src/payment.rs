@@ -44,7 +44,13 @@ const BREAKER_MINIMUM_CALLS: usize = 10;
 const BREAKER_FAILURE_RATE: f64 = 0.5;
 
 /// How many times one payment call is tried at most: once more after UNAVAILABLE.
-pub const PAYMENT_TRIES: u32 = 2;
+const PAYMENT_TRIES: u32 = 2;
+
+/// The longest one payment call can take with `timeout` per try: every try, each with its
+/// connection set up first.
+pub fn longest_charge(timeout: Duration) -> Duration {
+    (CONNECT_TIMEOUT + timeout) * PAYMENT_TRIES
+}
 
 /// `ErrorInfo.reason` of a call refused because the circuit is open.
 const REASON_CIRCUIT_OPEN: &str = "PAYMENT_CIRCUIT_OPEN";
@@ -61,28 +67,57 @@ pub struct PaymentClient {
     retries: Arc<tower::retry::budget::TpsBudget>,
 }
 
-/// The circuit's state as last reported, so a call can be refused before anything is
-/// written for it.
+/// The circuit's state as last reported, so that a charge the circuit would refuse is
+/// refused before anything is written for it.
 #[derive(Clone)]
 struct Breaker {
-    state: Arc<Mutex<(CircuitState, Instant)>>,
+    state: Arc<Mutex<BreakerState>>,
     open_period: Duration,
+    /// The longest one probe call can take; a probe not heard of by then (its caller gave
+    /// up before it was sent, say) lets another caller probe.
+    probe_bound: Duration,
 }
 
+struct BreakerState {
+    circuit: CircuitState,
+    since: Instant,
+    /// When a caller was let through to probe, once the open period ended.
+    probe_granted: Option<Instant>,
+}
+
+/// What a caller refused while a probe is under way is told to wait.
+const WHILE_PROBING: Duration = Duration::from_millis(100);
+
 impl Breaker {
-    /// How long new calls should wait, if they would be refused now: while the circuit is
-    /// open, and while its one probe call is under way.
+    /// How long this caller should wait, if the circuit would refuse it now: while it is
+    /// open, and while its one probe call is under way. Once the open period is over,
+    /// exactly one caller is let through to be the probe.
     fn paused_for(&self) -> Option<Duration> {
-        let (state, since) = *self.state.lock().expect("not poisoned");
-        match state {
-            CircuitState::Open => self.open_period.checked_sub(since.elapsed()),
-            CircuitState::HalfOpen => Some(Duration::from_millis(100)),
+        let mut state = self.state.lock().expect("not poisoned");
+        match state.circuit {
             CircuitState::Closed => None,
+            CircuitState::Open => {
+                if let Some(left) = self.open_period.checked_sub(state.since.elapsed()) {
+                    return Some(left);
+                }
+                match state.probe_granted {
+                    Some(granted) if granted.elapsed() < self.probe_bound => Some(WHILE_PROBING),
+                    _ => {
+                        state.probe_granted = Some(Instant::now());
+                        None
+                    }
+                }
+            }
+            CircuitState::HalfOpen => (state.since.elapsed() < self.probe_bound).then_some(WHILE_PROBING),
         }
     }
 
     fn changed(&self, to: CircuitState) {
-        *self.state.lock().expect("not poisoned") = (to, Instant::now());
+        *self.state.lock().expect("not poisoned") = BreakerState {
+            circuit: to,
+            since: Instant::now(),
+            probe_granted: None,
+        };
         tracing::warn!(state = ?to, "payment circuit breaker changed");
     }
 }
@@ -122,8 +157,13 @@ impl PaymentClient {
             .timeout(timeout)
             .connect_lazy();
         let breaker = Breaker {
-            state: Arc::new(Mutex::new((CircuitState::Closed, Instant::now()))),
+            state: Arc::new(Mutex::new(BreakerState {
+                circuit: CircuitState::Closed,
+                since: Instant::now(),
+                probe_granted: None,
+            })),
             open_period: breaker_open,
+            probe_bound: longest_charge(timeout),
         };
         let watched = breaker.clone();
         let circuit = CircuitBreakerLayer::builder()
@@ -323,5 +363,61 @@ fn from_status(status: Status) -> Error {
         (Code::FailedPrecondition, _) => Error::PaymentFailed(status),
         // Anything else leaves the outcome open: the same request id may be sent again.
         _ => Error::PaymentUnavailable(status),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn breaker(open_period: Duration, probe_bound: Duration) -> Breaker {
+        Breaker {
+            state: Arc::new(Mutex::new(BreakerState {
+                circuit: CircuitState::Closed,
+                since: Instant::now(),
+                probe_granted: None,
+            })),
+            open_period,
+            probe_bound,
+        }
+    }
+
+    #[test]
+    fn an_open_circuit_lets_exactly_one_caller_probe_once_its_period_is_over() {
+        let long = Duration::from_secs(3600);
+        let open = breaker(long, long);
+        assert_eq!(open.paused_for(), None, "closed");
+        open.changed(CircuitState::Open);
+        assert!(
+            open.paused_for()
+                .is_some_and(|wait| wait > Duration::from_secs(3000))
+        );
+
+        let over = breaker(Duration::ZERO, long);
+        over.changed(CircuitState::Open);
+        assert_eq!(over.paused_for(), None, "the probe");
+        assert_eq!(over.paused_for(), Some(WHILE_PROBING), "everyone else");
+        over.changed(CircuitState::HalfOpen);
+        assert_eq!(
+            over.paused_for(),
+            Some(WHILE_PROBING),
+            "while the probe is answered"
+        );
+        over.changed(CircuitState::Closed);
+        assert_eq!(over.paused_for(), None);
+    }
+
+    #[test]
+    fn a_probe_never_heard_of_lets_another_caller_probe() {
+        let lost = breaker(Duration::ZERO, Duration::ZERO);
+        lost.changed(CircuitState::Open);
+        assert_eq!(lost.paused_for(), None);
+        assert_eq!(lost.paused_for(), None, "the first probe's time is up");
+        lost.changed(CircuitState::HalfOpen);
+        assert_eq!(
+            lost.paused_for(),
+            None,
+            "a half-open circuit whose probe was dropped"
+        );
     }
 }

@@ -231,6 +231,23 @@ pub async fn touch_pending(db: &DatabaseConnection, reservation_id: &str) -> Res
     Ok(())
 }
 
+/// Claims a stale pending reservation for settling: false when it was touched since
+/// `before_ms` (a retry is paying it) or is no longer pending.
+pub async fn claim_stale(
+    db: &DatabaseConnection,
+    reservation_id: &str,
+    before_ms: i64,
+) -> Result<bool, Error> {
+    let claimed = reservation::Entity::update_many()
+        .col_expr(reservation::Column::UpdatedAtMs, Expr::value(now_ms()))
+        .filter(reservation::Column::ReservationId.eq(reservation_id))
+        .filter(reservation::Column::Status.eq(Status::PendingPayment.as_str()))
+        .filter(reservation::Column::UpdatedAtMs.lt(before_ms))
+        .exec(db)
+        .await?;
+    Ok(claimed.rows_affected == 1)
+}
+
 /// Removes a pending reservation whose payment was declined or never happened.
 pub async fn forget_pending(db: &DatabaseConnection, reservation_id: &str) -> Result<(), Error> {
     reservation::Entity::delete_many()
