@@ -2,8 +2,8 @@
 //!
 //! - `up`: installs what the platform needs (nats-server, grpcurl) into `.tools/`, builds,
 //!   and runs `rentacar up`.
-//! - `test`: installs the test tools (nats-server, buf, moto's DynamoDB-compatible server,
-//!   Envoy, checkov) into `.tools/`, then runs every check: rustfmt, clippy with warnings
+//! - `test`: installs the test tools (nats-server, grpcurl, buf, moto's DynamoDB-compatible
+//!   server, Envoy, checkov) into `.tools/`, then runs every check: rustfmt, clippy with warnings
 //!   denied, buf lint, the manifests' schemas and checkov, every test, and the release
 //!   build of `dist`.
 //! - `dist`: the release binary exactly as `deploy/docker/Dockerfile` builds it.
@@ -76,7 +76,10 @@ fn up(root: &Path) -> anyhow::Result<()> {
 }
 
 fn test(root: &Path) -> anyhow::Result<()> {
-    let tools = install(root, &["nats-server", "buf", "moto_server", "envoy", "checkov"])?;
+    let tools = install(
+        root,
+        &["nats-server", "grpcurl", "buf", "moto_server", "envoy", "checkov"],
+    )?;
     let cargo = |args: &[&str]| {
         let mut command = Command::new("cargo");
         command
@@ -84,7 +87,8 @@ fn test(root: &Path) -> anyhow::Result<()> {
             .current_dir(root)
             .env("RENTACAR_NATS_SERVER", tools.join("nats-server"))
             .env("RENTACAR_MOTO_SERVER", tools.join("moto_server"))
-            .env("RENTACAR_ENVOY", tools.join("envoy"));
+            .env("RENTACAR_ENVOY", tools.join("envoy"))
+            .env("RENTACAR_GRPCURL", tools.join("grpcurl"));
         command
     };
     run(&mut cargo(&["fmt", "--all", "--", "--check"]))?;

@@ -2,7 +2,7 @@
 
 use rentacar_runtime::status;
 use rentacar_types::FieldViolations;
-use tonic::Status;
+use tonic::{Code, Status};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -10,6 +10,8 @@ pub enum Error {
     InvalidArgument(FieldViolations),
     #[error("car {0} is not registered")]
     CarNotFound(String),
+    #[error("only a manager (a token whose roles claim holds \"manager\") changes the fleet")]
+    ManagersOnly,
     #[error("car number {0} is already registered with a different model or price")]
     CarNumberTaken(String),
     #[error("database error")]
@@ -27,6 +29,9 @@ impl From<Error> for Status {
         match &err {
             Error::InvalidArgument(violations) => status::invalid_argument(violations),
             Error::CarNotFound(number) => status::not_found("car", number),
+            Error::ManagersOnly => {
+                status::with_reason(Code::PermissionDenied, "MANAGER_ROLE_REQUIRED", err.to_string())
+            }
             Error::CarNumberTaken(number) => status::already_exists("car", number, err.to_string()),
             Error::Database(db) => status::database(db),
         }

@@ -1,5 +1,6 @@
 //! `rentacar.fleet.v1.FleetService`: requests in, domain values through, responses out.
 
+use rentacar_auth::Caller;
 use rentacar_events::Outbox;
 use rentacar_proto::fleet::{self as pb, fleet_service_server::FleetService};
 use rentacar_types::{FieldViolations, PageRequest, PageToken};
@@ -25,6 +26,9 @@ impl FleetService for FleetApi {
         &self,
         request: Request<pb::RegisterCarRequest>,
     ) -> Result<Response<pb::RegisterCarResponse>, Status> {
+        if !Caller::of(&request)?.is_manager() {
+            return Err(Error::ManagersOnly.into());
+        }
         let request = request.into_inner();
         let car = Car::new(&request.car_number, &request.model, request.daily_price.as_ref())
             .map_err(Error::from)?;

@@ -12,6 +12,8 @@ pub enum Error {
     InvalidArgument(FieldViolations),
     #[error("car {0} is not known to the read model yet")]
     CarNotFound(String),
+    #[error("customer {0} not found")]
+    CustomerNotFound(String),
     #[error("database error")]
     Database(#[from] sea_orm::DbErr),
     #[error("DynamoDB call failed")]
@@ -29,6 +31,7 @@ impl From<Error> for Status {
         match &err {
             Error::InvalidArgument(violations) => status::invalid_argument(violations),
             Error::CarNotFound(number) => status::not_found("car", number),
+            Error::CustomerNotFound(id) => status::not_found("customer", id),
             Error::Database(db) => status::database(db),
             Error::Dynamodb(dynamodb) if dynamodb.is_transient() => {
                 tracing::warn!(error = %dynamodb, "DynamoDB call failed; the caller may retry");

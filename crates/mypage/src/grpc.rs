@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use rentacar_auth::Caller;
 use rentacar_proto::{
     common,
     mypage::{self as pb, my_page_service_server::MyPageService},
@@ -44,9 +45,14 @@ impl MyPageService for MyPageApi {
         &self,
         request: Request<pb::ListMyReservationsRequest>,
     ) -> Result<Response<pb::ListMyReservationsResponse>, Status> {
+        let caller = Caller::of(&request)?;
         let request = request.into_inner();
+        // mypage answers only for the caller; another customer's page reads as missing.
+        let named = caller
+            .acting_for(&request.customer_id)
+            .ok_or_else(|| Error::CustomerNotFound(request.customer_id.clone()))?;
         let mut violations = FieldViolations::new();
-        let customer_id = violations.id("customer_id", &request.customer_id);
+        let customer_id = violations.id("customer_id", &named);
         let page = PageRequest::parse(request.page_size, &request.page_token, &mut violations);
         let after = match &page.after {
             Some(token) => token.parse::<i64>().map(Some).unwrap_or_else(|_| {

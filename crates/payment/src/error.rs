@@ -15,6 +15,8 @@ pub enum Error {
     InvalidArgument(FieldViolations),
     #[error("no payment for reservation {0}")]
     NotFound(String),
+    #[error("a customer pays only for themself: customer_id must be empty or the token's subject")]
+    ForAnotherCustomer,
     #[error("payment for reservation {reservation_id} was declined: {reason}")]
     Declined { reservation_id: String, reason: String },
     #[error("reservation {0} was already charged with a different amount or customer")]
@@ -40,6 +42,9 @@ impl From<Error> for Status {
         match &err {
             Error::InvalidArgument(violations) => status::invalid_argument(violations),
             Error::NotFound(id) => status::not_found("payment", id),
+            Error::ForAnotherCustomer => {
+                status::with_reason(Code::PermissionDenied, "NOT_THE_CALLER", err.to_string())
+            }
             Error::Declined { .. } => {
                 status::with_reason(Code::FailedPrecondition, REASON_DECLINED, err.to_string())
             }

@@ -1,5 +1,6 @@
 //! `rentacar.payment.v1.PaymentService`.
 
+use rentacar_auth::Caller;
 use rentacar_events::Outbox;
 use rentacar_proto::{
     common::RefundCause,
@@ -24,12 +25,26 @@ impl PaymentApi {
     pub fn new(db: DatabaseConnection, outbox: Outbox) -> Self {
         Self { db, outbox }
     }
+
+    /// The payment of `reservation_id`, if the caller may see it: a customer sees only
+    /// their own; reservation acting on its own sees any.
+    async fn find_for(&self, caller: &Caller, reservation_id: String) -> Result<Payment, Error> {
+        store::find(&self.db, &reservation_id)
+            .await?
+            .filter(|payment| caller.may_access(&payment.customer_id))
+            .ok_or(Error::NotFound(reservation_id))
+    }
 }
 
 #[tonic::async_trait]
 impl PaymentService for PaymentApi {
     async fn pay(&self, request: Request<pb::PayRequest>) -> Result<Response<pb::PayResponse>, Status> {
-        let charge = Charge::try_from(request.into_inner())?;
+        let caller = Caller::of(&request)?;
+        let mut request = request.into_inner();
+        request.customer_id = caller
+            .acting_for(&request.customer_id)
+            .ok_or(Error::ForAnotherCustomer)?;
+        let charge = Charge::try_from(request)?;
         let payment = store::pay(&self.db, &self.outbox, charge).await?;
         Ok(Response::new(pb::PayResponse {
             payment: Some(payment.into()),
@@ -40,10 +55,9 @@ impl PaymentService for PaymentApi {
         &self,
         request: Request<pb::GetPaymentRequest>,
     ) -> Result<Response<pb::GetPaymentResponse>, Status> {
+        let caller = Caller::of(&request)?;
         let reservation_id = required_reservation_id(&request.get_ref().reservation_id)?;
-        let payment = store::find(&self.db, &reservation_id)
-            .await?
-            .ok_or(Error::NotFound(reservation_id))?;
+        let payment = self.find_for(&caller, reservation_id).await?;
         Ok(Response::new(pb::GetPaymentResponse {
             payment: Some(payment.into()),
         }))
@@ -53,6 +67,7 @@ impl PaymentService for PaymentApi {
         &self,
         request: Request<pb::CancelPaymentRequest>,
     ) -> Result<Response<pb::CancelPaymentResponse>, Status> {
+        let caller = Caller::of(&request)?;
         let request = request.into_inner();
         let mut violations = FieldViolations::new();
         let reservation_id = violations.id("reservation_id", &request.reservation_id);
@@ -68,6 +83,10 @@ impl PaymentService for PaymentApi {
             Ok(cause) => cause,
         };
         violations.check(()).map_err(Error::from)?;
+        if let Caller::Customer(_) = caller {
+            // Only the customer's own payment; another's reads as missing.
+            self.find_for(&caller, reservation_id.clone()).await?;
+        }
         let payment = store::refund(&self.db, &self.outbox, &reservation_id, &reason, cause).await?;
         Ok(Response::new(pb::CancelPaymentResponse {
             payment: Some(payment.into()),

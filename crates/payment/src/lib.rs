@@ -36,6 +36,7 @@ pub async fn run(
     let host = Host::start::<migration::Migrator>(SERVICE, &config, listener, &shutdown).await?;
     let api = grpc::PaymentApi::new(host.db(), host.outbox());
     let server = Server::new(&config)
+        .accept_service_calls()
         .add_service(PaymentServiceServer::new(api).max_decoding_message_size(server::MAX_REQUEST_BYTES));
     host.serve(server, shutdown).await
 }

@@ -22,6 +22,19 @@ enum Command {
     Up,
     /// Applies a service's database migrations and exits.
     Migrate { service: Service },
+    /// Prints a token for calling a platform that `rentacar up` runs (signed with the
+    /// development key in RENTACAR_DATA_DIR): `grpcurl -H "authorization: Bearer $TOKEN"`.
+    Token {
+        /// The customer it speaks for (its `sub`).
+        #[arg(long)]
+        customer: String,
+        /// Adds the `manager` role, which may register cars.
+        #[arg(long)]
+        manager: bool,
+        /// How long it is valid, such as 30m, 1h or 7days.
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        ttl: std::time::Duration,
+    },
     /// Maintains mypage's read model (configured as for `serve mypage`).
     Mypage {
         #[command(subcommand)]
@@ -79,6 +92,11 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve { service } => rentacar::serve(service, &env).await,
         Command::Up => up::run(&env).await,
         Command::Migrate { service } => rentacar::migrate(service, &env).await,
+        Command::Token {
+            customer,
+            manager,
+            ttl,
+        } => rentacar::dev_auth::token(&env, &customer, manager, ttl).map(|token| println!("{token}")),
         Command::Mypage {
             action: MypageAction::Rebuild,
         } => rentacar::rebuild_mypage(&env).await,

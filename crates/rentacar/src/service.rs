@@ -104,9 +104,15 @@ pub async fn serve(service: Service, env: &Env) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The settings of a command that serves no calls (migrating, rebuilding): what a
+/// service reads, without authentication, which only calls need.
+fn serving_nothing(env: &Env) -> Env {
+    env.clone().with("RENTACAR_AUTH", "off")
+}
+
 /// `rentacar migrate <service>`: brings the service's database up to date.
 pub async fn migrate(service: Service, env: &Env) -> anyhow::Result<()> {
-    let config = ServiceConfig::from_env(env, service.name())?;
+    let config = ServiceConfig::from_env(&serving_nothing(env), service.name())?;
     let url = &config.database_connect_url();
     let result = match service {
         Service::Reservation => {
@@ -132,7 +138,7 @@ pub async fn migrate(service: Service, env: &Env) -> anyhow::Result<()> {
 
 /// `rentacar mypage rebuild`: the read model made again from the whole stream.
 pub async fn rebuild_mypage(env: &Env) -> anyhow::Result<()> {
-    let config = rentacar_mypage::Config::from_env(env)?;
+    let config = rentacar_mypage::Config::from_env(&serving_nothing(env))?;
     let applied = rentacar_mypage::rebuild::rebuild(&config)
         .await
         .context("rebuilding mypage's read model")?;

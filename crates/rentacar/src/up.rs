@@ -2,7 +2,9 @@
 //!
 //! Four services on ports 50051-50054, each with its own SQLite file under the data
 //! folder, and a NATS server: the one at `RENTACAR_NATS_URL` when it answers, otherwise a
-//! `nats-server -js` started here with its store in the data folder. Ctrl-C stops all.
+//! `nats-server -js` started here with its store in the data folder. Callers sign in with
+//! tokens from `rentacar token`, signed by a development key the data folder keeps.
+//! Ctrl-C stops all.
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
@@ -36,6 +38,8 @@ pub async fn run(env: &Env) -> anyhow::Result<()> {
         }
     };
 
+    let auth = crate::dev_auth::settings(env, &data_dir)?;
+
     let stop = CancellationToken::new();
     let mut services = JoinSet::new();
     for service in Service::ALL {
@@ -50,8 +54,11 @@ pub async fn run(env: &Env) -> anyhow::Result<()> {
                 service.name().to_uppercase()
             ))
             .unwrap_or_else(|| format!("sqlite://{}/{}.db?mode=rwc", data_dir.display(), service.name()));
-        let service_env = env
-            .clone()
+        let mut service_env = env.clone();
+        for (name, value) in &auth {
+            service_env = service_env.with(*name, value.clone());
+        }
+        let service_env = service_env
             .with("RENTACAR_DATABASE_URL", database_url)
             .with("RENTACAR_NATS_URL", nats_url.clone())
             .with(
@@ -72,8 +79,19 @@ pub async fn run(env: &Env) -> anyhow::Result<()> {
         println!("  {:<12} 127.0.0.1:{}", service.name(), service.default_port());
     }
     println!("\ntry:\n  grpcurl -plaintext 127.0.0.1:50053 list");
+    let authorization = if auth.is_empty() {
+        String::new()
+    } else {
+        let binary = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("rentacar"));
+        println!(
+            "  TOKEN=$(RENTACAR_DATA_DIR={} {} token --customer alice --manager)",
+            data_dir.display(),
+            binary.display()
+        );
+        " -H \"authorization: Bearer $TOKEN\"".to_owned()
+    };
     println!(
-        "  grpcurl -plaintext -d '{{\"car_number\":\"1111\",\"model\":\"Corolla\",\"daily_price\":{{\"currency_code\":\"JPY\",\"amount_minor\":5000}}}}' \\\n    127.0.0.1:50053 rentacar.fleet.v1.FleetService/RegisterCar"
+        "  grpcurl -plaintext{authorization} -d '{{\"car_number\":\"1111\",\"model\":\"Corolla\",\"daily_price\":{{\"currency_code\":\"JPY\",\"amount_minor\":5000}}}}' \\\n    127.0.0.1:50053 rentacar.fleet.v1.FleetService/RegisterCar"
     );
     println!("\nCtrl-C stops everything.");
 

@@ -1,5 +1,6 @@
 //! The `rentacar` binary as an operator runs it: configuration errors, migrations, readiness
-//! without NATS, reflection, and a graceful stop on SIGTERM.
+//! without NATS, reflection, a graceful stop on SIGTERM, and signing in with the tokens
+//! `rentacar token` prints.
 
 use std::{
     process::{Command, Stdio},
@@ -95,7 +96,8 @@ fn fleet_without_nats(data: &std::path::Path, port: u16) -> tokio::process::Comm
         .args(["serve", "fleet"])
         .env("RENTACAR_DATA_DIR", data)
         .env("RENTACAR_LISTEN_ADDR", format!("127.0.0.1:{port}"))
-        .env("RENTACAR_NATS_URL", format!("nats://127.0.0.1:{}", free_port()));
+        .env("RENTACAR_NATS_URL", format!("nats://127.0.0.1:{}", free_port()))
+        .env("RENTACAR_AUTH", "off");
     command
 }
 
@@ -192,6 +194,7 @@ async fn not_serving_until_the_database_is_there() {
         .env("RENTACAR_LISTEN_ADDR", format!("127.0.0.1:{port}"))
         .env("RENTACAR_NATS_URL", format!("nats://127.0.0.1:{}", free_port()))
         .env("RENTACAR_DRAIN_MS", "0")
+        .env("RENTACAR_AUTH", "off")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .kill_on_drop(true)
@@ -385,6 +388,10 @@ async fn log_lines_carry_the_callers_trace_id() {
             !stderr.contains('\u{1b}'),
             "no colour codes off a terminal: {stderr}"
         );
+        assert!(
+            stderr.contains("authentication is OFF"),
+            "turning authentication off is said at start: {stderr}"
+        );
         let line = stderr
             .lines()
             .find(|line| line.contains("car registered"))
@@ -401,4 +408,79 @@ async fn log_lines_carry_the_callers_trace_id() {
             ),
         }
     }
+}
+
+/// The development issuer that `rentacar up` creates signs what `rentacar token` prints, and a
+/// service configured as `up` configures it lets those tokens in, and only those.
+#[tokio::test]
+async fn tokens_from_rentacar_token_open_a_served_service() {
+    use rentacar_proto::{
+        common::Money,
+        fleet::{RegisterCarRequest, fleet_service_client::FleetServiceClient},
+    };
+
+    let data = tempfile::tempdir().unwrap();
+    let token = |args: &[&str]| {
+        Command::new(BIN)
+            .arg("token")
+            .args(args)
+            .env("RENTACAR_DATA_DIR", data.path())
+            .output()
+            .unwrap()
+    };
+    let before = token(&["--customer", "alice"]);
+    assert!(!before.status.success());
+    assert!(
+        String::from_utf8_lossy(&before.stderr).contains("rentacar up"),
+        "{}",
+        String::from_utf8_lossy(&before.stderr)
+    );
+
+    let env =
+        rentacar_runtime::config::Env::from_pairs([("RENTACAR_DATA_DIR", data.path().to_str().unwrap())]);
+    let settings = rentacar::dev_auth::settings(&env, data.path()).unwrap();
+    let port = free_port();
+    let _fleet = fleet_without_nats(data.path(), port)
+        .env_remove("RENTACAR_AUTH")
+        .envs(settings)
+        .env("RENTACAR_DRAIN_MS", "0")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    wait_for_health(port, ServingStatus::Serving).await;
+
+    let printed = |output: std::process::Output| {
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap().trim().to_owned()
+    };
+    let manager = printed(token(&["--customer", "boss", "--manager", "--ttl", "5m"]));
+    let customer = printed(token(&["--customer", "alice"]));
+    let car = |token: Option<&str>| {
+        let mut request = tonic::Request::new(RegisterCarRequest {
+            car_number: "TOKEN-1".into(),
+            model: "Corolla".into(),
+            daily_price: Some(Money {
+                currency_code: "JPY".into(),
+                amount_minor: 5000,
+            }),
+        });
+        if let Some(token) = token {
+            let value = format!("Bearer {token}").parse().unwrap();
+            request.metadata_mut().insert("authorization", value);
+        }
+        request
+    };
+    let mut fleet = FleetServiceClient::new(channel(port).await.unwrap());
+    let refused = fleet.register_car(car(None)).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
+    let refused = fleet.register_car(car(Some(&customer))).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+    let registered = fleet.register_car(car(Some(&manager))).await.unwrap();
+    assert_eq!(registered.into_inner().car.unwrap().car_number, "TOKEN-1");
 }

@@ -44,6 +44,7 @@ fn spawn(service: &str, port: u16, ports: &Ports, data: &Path) -> Child {
             format!("http://127.0.0.1:{}", ports.payment),
         )
         .env("RENTACAR_DRAIN_MS", "0")
+        .env("RENTACAR_AUTH", "off")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .kill_on_drop(true)

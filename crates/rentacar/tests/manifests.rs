@@ -273,3 +273,45 @@ fn the_kro_stack_sets_only_variables_the_binary_reads() {
     }
     assert_eq!(config_maps, SERVICES.len());
 }
+
+/// The mesh checks the very tokens the services check: the same issuer, keys and audience,
+/// at the gateway and at the sidecars, and it leaves the token on the request for them.
+#[test]
+fn the_mesh_checks_the_same_tokens_as_the_services() {
+    let path = repo().join("mesh/istio/request-authentication.yaml");
+    let checks: Vec<Value> = documents(&path)
+        .into_iter()
+        .filter(|doc| doc["kind"] == "RequestAuthentication")
+        .collect();
+    let namespaces: BTreeSet<_> = checks
+        .iter()
+        .map(|doc| doc["metadata"]["namespace"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        namespaces,
+        BTreeSet::from(["istio-system".to_owned(), "rentacar".to_owned()])
+    );
+    for service in SERVICES {
+        let vars = pod_env(service, &BTreeMap::new());
+        for check in &checks {
+            let rules = check["spec"]["jwtRules"].as_sequence().unwrap();
+            assert_eq!(rules.len(), 1);
+            let rule = &rules[0];
+            assert_eq!(
+                rule["issuer"].as_str(),
+                Some(vars["RENTACAR_AUTH_ISSUER"].as_str())
+            );
+            assert_eq!(
+                rule["jwksUri"].as_str(),
+                Some(vars["RENTACAR_AUTH_JWKS"].as_str())
+            );
+            let audiences: Vec<_> = rule["audiences"].as_sequence().unwrap().iter().collect();
+            assert_eq!(audiences, [vars["RENTACAR_AUTH_AUDIENCE"].as_str()]);
+            assert_eq!(
+                rule["forwardOriginalToken"].as_bool(),
+                Some(true),
+                "the services need the token"
+            );
+        }
+    }
+}

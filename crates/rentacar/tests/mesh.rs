@@ -95,6 +95,7 @@ impl Replica {
             // No NATS: the outbox keeps the events, and payment still serves.
             .env("RENTACAR_NATS_URL", format!("nats://127.0.0.1:{}", free_port()))
             .env("RENTACAR_DRAIN_MS", drain_ms.to_string())
+            .env("RENTACAR_AUTH", "off")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)

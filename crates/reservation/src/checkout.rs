@@ -58,7 +58,8 @@ impl Checkout {
 
     /// Prices, charges and stores a reservation; a retry of the same request returns the
     /// first result.
-    pub async fn reserve(&self, command: ReserveCommand) -> Result<Reservation, Error> {
+    /// `token` is the customer's, passed on to payment.
+    pub async fn reserve(&self, command: ReserveCommand, token: Option<&str>) -> Result<Reservation, Error> {
         let reservation_id = command.reservation_id();
         let pending = match store::find_any(&self.db, &reservation_id).await? {
             Some(existing) => match Self::retried(&command, existing)? {
@@ -108,7 +109,8 @@ impl Checkout {
         let this = self.clone();
         let method = command.payment_method;
         // The charge continues the caller's trace in its own task.
-        let charge = async move { this.pay(pending, &method).await };
+        let token = token.map(str::to_owned);
+        let charge = async move { this.pay(pending, &method, token.as_deref()).await };
         tokio::spawn(charge.instrument(tracing::Span::current()))
             .await
             .map_err(|e| Error::Interrupted(e.to_string()))?
@@ -127,22 +129,17 @@ impl Checkout {
         })
     }
 
-    async fn pay(&self, pending: Reservation, payment_method: &str) -> Result<Reservation, Error> {
+    async fn pay(
+        &self,
+        pending: Reservation,
+        payment_method: &str,
+        token: Option<&str>,
+    ) -> Result<Reservation, Error> {
         let id = &pending.reservation_id;
         // A reservation recorded before its payment method was kept may have been charged
         // with another one: payment's refusal of this method then says nothing about it.
         let method_known = !pending.payment_method.is_empty();
-        let charged = self
-            .payments
-            .pay(
-                id,
-                &pending.customer_id,
-                &pending.price,
-                payment_method,
-                &pending.car_number,
-                &pending.period,
-            )
-            .await;
+        let charged = self.payments.pay(&pending, payment_method, token).await;
         match charged {
             Ok(payment_id) => store::mark_paid(&self.db, &self.outbox, id, &payment_id).await,
             // Payment's answer holds for every call of this reservation: declined (and kept
@@ -196,7 +193,7 @@ impl Checkout {
         // one that was made comes back as it is.
         let payment = self
             .payments
-            .refund(id, "reservation abandoned", RefundCause::Abandoned)
+            .refund(id, "reservation abandoned", RefundCause::Abandoned, None)
             .await?;
         match payment.status() {
             PaymentStatus::Approved if pays_for(&payment, pending) => {

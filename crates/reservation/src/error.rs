@@ -14,6 +14,10 @@ pub enum Error {
     CarNotFound(String),
     #[error("reservation {0} not found")]
     ReservationNotFound(String),
+    #[error("customer {0} not found")]
+    CustomerNotFound(String),
+    #[error("a customer reserves only for themself: customer_id must be empty or the token's subject")]
+    ForAnotherCustomer,
     #[error("request id {0:?} was already used for a different reservation")]
     RequestIdReused(String),
     #[error("payment declined: {0}")]
@@ -56,6 +60,10 @@ impl From<Error> for Status {
             Error::InvalidArgument(violations) => status::invalid_argument(violations),
             Error::CarNotFound(number) => status::not_found("car", number),
             Error::ReservationNotFound(id) => status::not_found("reservation", id),
+            Error::CustomerNotFound(id) => status::not_found("customer", id),
+            Error::ForAnotherCustomer => {
+                status::with_reason(Code::PermissionDenied, "NOT_THE_CALLER", err.to_string())
+            }
             Error::RequestIdReused(id) => status::already_exists("request", id, err.to_string()),
             Error::PaymentDeclined(_) => {
                 status::with_reason(Code::FailedPrecondition, "PAYMENT_DECLINED", err.to_string())

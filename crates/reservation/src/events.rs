@@ -86,7 +86,12 @@ impl Handler for SagaHandler {
         if reservation.status == Status::Paid {
             let reason = format!("booking rejected: {}", rejected.reason);
             self.payments
-                .refund(&reservation.reservation_id, &reason, RefundCause::BookingRejected)
+                .refund(
+                    &reservation.reservation_id,
+                    &reason,
+                    RefundCause::BookingRejected,
+                    None,
+                )
                 .await
                 .map_err(|e| HandlerError::Failed(format!("refund failed: {e}")))?;
         }

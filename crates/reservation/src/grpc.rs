@@ -1,5 +1,6 @@
 //! `rentacar.reservation.v1.ReservationService`.
 
+use rentacar_auth::Caller;
 use rentacar_events::Outbox;
 use rentacar_proto::{
     common::RefundCause,
@@ -52,13 +53,26 @@ impl ReservationApi {
         }
     }
 
-    async fn cancel(&self, reservation_id: String, customer_id: String) -> Result<Reservation, Error> {
-        // Another customer's reservation reads as missing: ids are not secrets to guard,
-        // but whether they exist is nobody else's business.
-        let reservation = store::find(&self.db, &reservation_id)
+    /// The reservation `id`, if the caller may see it. Another customer's reservation reads
+    /// as missing: ids are not secrets to guard, but whether they exist is nobody else's
+    /// business.
+    async fn find_for(&self, caller: &Caller, id: String) -> Result<Reservation, Error> {
+        store::find(&self.db, &id)
             .await?
-            .filter(|r| r.customer_id == customer_id)
-            .ok_or_else(|| Error::ReservationNotFound(reservation_id.clone()))?;
+            .filter(|r| caller.may_access(&r.customer_id))
+            .ok_or(Error::ReservationNotFound(id))
+    }
+
+    async fn cancel(
+        &self,
+        caller: &Caller,
+        reservation_id: String,
+        customer_id: String,
+    ) -> Result<Reservation, Error> {
+        let reservation = self.find_for(caller, reservation_id.clone()).await?;
+        if reservation.customer_id != customer_id {
+            return Err(Error::ReservationNotFound(reservation_id));
+        }
         match reservation.status {
             State::Canceled => return Ok(reservation),
             status if !status.can_become(State::Canceled) => {
@@ -75,6 +89,7 @@ impl ReservationApi {
                 &reservation_id,
                 "canceled by customer",
                 RefundCause::CustomerCanceled,
+                caller.token(),
             )
             .await?;
         let (now, canceled_here) = store::cancel(&self.db, &self.outbox, &reservation).await?;
@@ -102,12 +117,11 @@ impl ReservationService for ReservationApi {
         &self,
         request: Request<pb::WatchReservationRequest>,
     ) -> Result<Response<WatchStream>, Status> {
+        let caller = Caller::of(&request)?;
         let mut violations = FieldViolations::new();
         let id = violations.id("reservation_id", &request.get_ref().reservation_id);
         violations.check(()).map_err(Error::from)?;
-        let current = store::find(&self.db, &id)
-            .await?
-            .ok_or(Error::ReservationNotFound(id))?;
+        let current = self.find_for(&caller, id).await?;
         let stream = watch::watch(self.db.clone(), &self.changes, current, self.shutdown.clone())?;
         Ok(Response::new(stream))
     }
@@ -116,8 +130,13 @@ impl ReservationService for ReservationApi {
         &self,
         request: Request<pb::ReserveRequest>,
     ) -> Result<Response<pb::ReserveResponse>, Status> {
-        let command = ReserveCommand::try_from(request.into_inner())?;
-        let reservation = self.checkout.reserve(command).await?;
+        let caller = Caller::of(&request)?;
+        let mut request = request.into_inner();
+        request.customer_id = caller
+            .acting_for(&request.customer_id)
+            .ok_or(Error::ForAnotherCustomer)?;
+        let command = ReserveCommand::try_from(request)?;
+        let reservation = self.checkout.reserve(command, caller.token()).await?;
         Ok(Response::new(pb::ReserveResponse {
             reservation: Some(reservation.into()),
         }))
@@ -127,12 +146,11 @@ impl ReservationService for ReservationApi {
         &self,
         request: Request<pb::GetReservationRequest>,
     ) -> Result<Response<pb::GetReservationResponse>, Status> {
+        let caller = Caller::of(&request)?;
         let mut violations = FieldViolations::new();
         let id = violations.id("reservation_id", &request.get_ref().reservation_id);
         violations.check(()).map_err(Error::from)?;
-        let reservation = store::find(&self.db, &id)
-            .await?
-            .ok_or(Error::ReservationNotFound(id))?;
+        let reservation = self.find_for(&caller, id).await?;
         Ok(Response::new(pb::GetReservationResponse {
             reservation: Some(reservation.into()),
         }))
@@ -142,9 +160,14 @@ impl ReservationService for ReservationApi {
         &self,
         request: Request<pb::ListReservationsRequest>,
     ) -> Result<Response<pb::ListReservationsResponse>, Status> {
+        let caller = Caller::of(&request)?;
         let request = request.into_inner();
+        // Another customer's list reads as missing, like their reservations.
+        let named = caller
+            .acting_for(&request.customer_id)
+            .ok_or_else(|| Error::CustomerNotFound(request.customer_id.clone()))?;
         let mut violations = FieldViolations::new();
-        let customer_id = violations.id("customer_id", &request.customer_id);
+        let customer_id = violations.id("customer_id", &named);
         let page = PageRequest::parse(request.page_size, &request.page_token, &mut violations);
         violations.check(()).map_err(Error::from)?;
         let (reservations, next) = store::list_for_customer(&self.db, &customer_id, &page).await?;
@@ -158,12 +181,17 @@ impl ReservationService for ReservationApi {
         &self,
         request: Request<pb::CancelReservationRequest>,
     ) -> Result<Response<pb::CancelReservationResponse>, Status> {
+        let caller = Caller::of(&request)?;
         let request = request.into_inner();
         let mut violations = FieldViolations::new();
         let reservation_id = violations.id("reservation_id", &request.reservation_id);
-        let customer_id = violations.id("customer_id", &request.customer_id);
+        let named = caller.acting_for(&request.customer_id);
+        let customer_id = violations.id("customer_id", named.as_deref().unwrap_or("-"));
         violations.check(()).map_err(Error::from)?;
-        let reservation = self.cancel(reservation_id, customer_id).await?;
+        if named.is_none() {
+            return Err(Error::ReservationNotFound(reservation_id).into());
+        }
+        let reservation = self.cancel(&caller, reservation_id, customer_id).await?;
         Ok(Response::new(pb::CancelReservationResponse {
             reservation: Some(reservation.into()),
         }))

@@ -20,7 +20,7 @@ use rentacar_proto::{
     payment::{self as pb, payment_service_client::PaymentServiceClient},
 };
 use rentacar_runtime::status;
-use rentacar_types::{FieldViolations, Money, RentalPeriod};
+use rentacar_types::FieldViolations;
 use tonic::{Code, Status, body::Body, codegen::http, transport::Endpoint};
 use tonic_tracing_opentelemetry::middleware::client::OtelGrpcLayer;
 use tonic_types::StatusExt;
@@ -29,7 +29,7 @@ use tower_resilience_circuitbreaker::{
     CircuitBreakerError, CircuitBreakerLayer, CircuitState, FailureClassifier, SlidingWindowType,
 };
 
-use crate::Error;
+use crate::{Error, domain::Reservation};
 
 /// How long establishing a connection to payment may take before the call fails over to
 /// UNAVAILABLE.
@@ -251,30 +251,28 @@ impl PaymentClient {
         }
     }
 
-    /// Charges `price` for the rental; returns the payment id.
+    /// Charges the reservation's price for its rental with `payment_method`, on behalf of
+    /// the customer whose `token` it is; returns the payment id.
     pub async fn pay(
         &self,
-        reservation_id: &str,
-        customer_id: &str,
-        price: &Money,
+        reservation: &Reservation,
         payment_method: &str,
-        car_number: &str,
-        period: &RentalPeriod,
+        token: Option<&str>,
     ) -> Result<String, Error> {
         let request = pb::PayRequest {
-            reservation_id: reservation_id.to_owned(),
-            customer_id: customer_id.to_owned(),
-            amount: Some(price.clone().into()),
+            reservation_id: reservation.reservation_id.clone(),
+            customer_id: reservation.customer_id.clone(),
+            amount: Some(reservation.price.clone().into()),
             payment_method: payment_method.to_owned(),
             rental: Some(pb::Rental {
-                car_number: car_number.to_owned(),
-                pickup_date: period.pickup().to_string(),
-                return_date: period.return_date().to_string(),
+                car_number: reservation.car_number.clone(),
+                pickup_date: reservation.period.pickup().to_string(),
+                return_date: reservation.period.return_date().to_string(),
             }),
         };
         let response = self
             .idempotent(|mut client| {
-                let request = request.clone();
+                let request = on_behalf(request.clone(), token);
                 Box::pin(async move { client.pay(request).await })
             })
             .await
@@ -295,6 +293,7 @@ impl PaymentClient {
         reservation_id: &str,
         reason: &str,
         cause: RefundCause,
+        token: Option<&str>,
     ) -> Result<pb::Payment, Error> {
         let request = pb::CancelPaymentRequest {
             reservation_id: reservation_id.to_owned(),
@@ -303,13 +302,24 @@ impl PaymentClient {
         };
         let response = self
             .idempotent(|mut client| {
-                let request = request.clone();
+                let request = on_behalf(request.clone(), token);
                 Box::pin(async move { client.cancel_payment(request).await })
             })
             .await
             .map_err(from_status)?;
         Ok(response.into_inner().payment.unwrap_or_default())
     }
+}
+
+/// A call to payment carrying the customer's token, when made for a customer; without one
+/// it is reservation's own call (the settler's, a compensation).
+fn on_behalf<T>(message: T, token: Option<&str>) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    let bearer = token.and_then(|token| format!("Bearer {token}").parse().ok());
+    if let Some(bearer) = bearer {
+        request.metadata_mut().insert("authorization", bearer);
+    }
+    request
 }
 
 /// Whether a failed call may be tried again at once: payment (or the path to it) said

@@ -12,6 +12,8 @@ use std::{
     time::Duration,
 };
 
+use rentacar_auth::{JwksSource, Verifier};
+
 /// A variable held a value the process cannot run with.
 #[derive(Debug, thiserror::Error)]
 #[error("{variable}={value:?} is not valid: expected {expected}")]
@@ -159,13 +161,64 @@ pub struct ServiceConfig {
     pub drain_period: Duration,
     /// Calls answered at once; more are shed with UNAVAILABLE and a RetryInfo.
     pub max_in_flight_calls: usize,
+    /// How callers prove who they are.
+    pub authentication: Authentication,
+}
+
+/// How a service learns who calls it.
+#[derive(Debug, Clone)]
+pub enum Authentication {
+    /// Every call but health and reflection carries a bearer JWT this verifies.
+    Jwt(Arc<Verifier>),
+    /// Nobody is checked: a request acts for whoever it names. Only for trying things out.
+    Off,
+}
+
+impl Authentication {
+    /// `RENTACAR_AUTH` (`jwt`, the default, or `off`); with `jwt`, `RENTACAR_AUTH_JWKS` (a
+    /// JWKS file, or the issuer's JWKS URL), `RENTACAR_AUTH_ISSUER` and
+    /// `RENTACAR_AUTH_AUDIENCE` (default `rentacar`).
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let mode = env.get("RENTACAR_AUTH").unwrap_or_else(|| "jwt".to_owned());
+        match mode.trim() {
+            "off" => return Ok(Self::Off),
+            "jwt" => {}
+            _ => {
+                return Err(ConfigError {
+                    variable: "RENTACAR_AUTH".to_owned(),
+                    value: mode,
+                    expected: "jwt (bearer tokens are required) or off".to_owned(),
+                });
+            }
+        }
+        let required = |name: &str, what: &str| {
+            env.get(name).ok_or_else(|| ConfigError {
+                variable: name.to_owned(),
+                value: String::new(),
+                expected: format!("{what}, or RENTACAR_AUTH=off to turn authentication off"),
+            })
+        };
+        let jwks = required("RENTACAR_AUTH_JWKS", "the path or URL of the token issuer's JWKS")?;
+        let issuer = required("RENTACAR_AUTH_ISSUER", "the tokens' issuer (their iss claim)")?;
+        let audience = env
+            .get("RENTACAR_AUTH_AUDIENCE")
+            .unwrap_or_else(|| rentacar_auth::DEFAULT_AUDIENCE.to_owned());
+        let verifier = Verifier::new(JwksSource::parse(jwks.trim()), issuer.trim(), audience.trim())
+            .map_err(|err| ConfigError {
+                variable: "RENTACAR_AUTH_JWKS".to_owned(),
+                value: jwks.clone(),
+                expected: format!("a readable JWKS with an RS256 or ES256 key ({err})"),
+            })?;
+        Ok(Self::Jwt(Arc::new(verifier)))
+    }
 }
 
 impl ServiceConfig {
     /// `RENTACAR_DATABASE_URL` (default: a SQLite file `<RENTACAR_DATA_DIR>/<service>.db`),
     /// `RENTACAR_DATABASE_PASSWORD` (PostgreSQL only), `RENTACAR_NATS_URL` (default
     /// `nats://127.0.0.1:4222`), `RENTACAR_NATS_STREAM_REPLICAS` (1 to 5, default 1) and
-    /// `RENTACAR_DRAIN_MS` (default 5000) and `RENTACAR_MAX_IN_FLIGHT_CALLS` (default 1024).
+    /// `RENTACAR_DRAIN_MS` (default 5000), `RENTACAR_MAX_IN_FLIGHT_CALLS` (default 1024), and
+    /// the authentication settings of [`Authentication::from_env`].
     pub fn from_env(env: &Env, service: &str) -> Result<Self, ConfigError> {
         let data_dir = env.get("RENTACAR_DATA_DIR").unwrap_or_else(|| "data".to_owned());
         let default_db = format!("sqlite://{data_dir}/{service}.db?mode=rwc");
@@ -210,6 +263,7 @@ impl ServiceConfig {
             stream_replicas,
             drain_period: env.millis_or("RENTACAR_DRAIN_MS", Duration::from_secs(5))?,
             max_in_flight_calls,
+            authentication: Authentication::from_env(env)?,
         })
     }
 
@@ -234,6 +288,36 @@ mod tests {
     use super::*;
 
     #[test]
+    fn authentication_is_required_unless_turned_off() {
+        let err = ServiceConfig::from_env(&Env::from_pairs([("RENTACAR_DATA_DIR", "/tmp/x")]), "fleet")
+            .unwrap_err();
+        assert_eq!(err.variable, "RENTACAR_AUTH_JWKS");
+        assert!(err.to_string().contains("RENTACAR_AUTH=off"), "{err}");
+        let missing = Env::from_pairs([
+            ("RENTACAR_AUTH_JWKS", "/nonexistent/jwks.json"),
+            ("RENTACAR_AUTH_ISSUER", "rentacar-dev"),
+        ]);
+        let err = ServiceConfig::from_env(&missing, "fleet").unwrap_err();
+        assert_eq!(err.variable, "RENTACAR_AUTH_JWKS");
+        let off = Env::from_pairs([("RENTACAR_AUTH", "off")]);
+        assert!(matches!(
+            ServiceConfig::from_env(&off, "fleet").unwrap().authentication,
+            Authentication::Off
+        ));
+        let url = Env::from_pairs([
+            (
+                "RENTACAR_AUTH_JWKS",
+                "https://issuer.example.com/.well-known/jwks.json",
+            ),
+            ("RENTACAR_AUTH_ISSUER", "https://issuer.example.com/"),
+        ]);
+        assert!(matches!(
+            ServiceConfig::from_env(&url, "fleet").unwrap().authentication,
+            Authentication::Jwt(_)
+        ));
+    }
+
+    #[test]
     fn a_bad_value_names_the_variable() {
         let env = Env::from_pairs([("RENTACAR_DRAIN_MS", "soon")]);
         let err = ServiceConfig::from_env(&env, "fleet").unwrap_err();
@@ -246,6 +330,7 @@ mod tests {
         let env = Env::from_pairs([
             ("RENTACAR_DATABASE_URL", "postgres://fleet@db.internal:5432/fleet"),
             ("RENTACAR_DATABASE_PASSWORD", "p@ss/word"),
+            ("RENTACAR_AUTH", "off"),
         ]);
         let config = ServiceConfig::from_env(&env, "fleet").unwrap();
         assert_eq!(config.database_url, "postgres://fleet@db.internal:5432/fleet");
@@ -269,13 +354,13 @@ mod tests {
         let env = Env::from_pairs([("RENTACAR_NATS_STREAM_REPLICAS", "7")]);
         let err = ServiceConfig::from_env(&env, "fleet").unwrap_err();
         assert_eq!(err.variable, "RENTACAR_NATS_STREAM_REPLICAS");
-        let env = Env::from_pairs([("RENTACAR_NATS_STREAM_REPLICAS", "3")]);
+        let env = Env::from_pairs([("RENTACAR_NATS_STREAM_REPLICAS", "3"), ("RENTACAR_AUTH", "off")]);
         assert_eq!(ServiceConfig::from_env(&env, "fleet").unwrap().stream_replicas, 3);
     }
 
     #[test]
     fn every_name_asked_for_is_recorded() {
-        let env = Env::from_pairs([("RENTACAR_DRAIN_MS", "10")]);
+        let env = Env::from_pairs([("RENTACAR_DRAIN_MS", "10"), ("RENTACAR_AUTH", "off")]);
         ServiceConfig::from_env(&env.clone(), "fleet").unwrap();
         assert!(env.asked().contains("RENTACAR_DRAIN_MS"));
         assert!(env.asked().contains("RENTACAR_DATABASE_PASSWORD"));
@@ -290,7 +375,7 @@ mod tests {
 
     #[test]
     fn defaults_give_a_sqlite_file_per_service() {
-        let env = Env::from_pairs([("RENTACAR_DATA_DIR", "/tmp/x")]);
+        let env = Env::from_pairs([("RENTACAR_DATA_DIR", "/tmp/x"), ("RENTACAR_AUTH", "off")]);
         let config = ServiceConfig::from_env(&env, "payment").unwrap();
         assert_eq!(config.database_url, "sqlite:///tmp/x/payment.db?mode=rwc");
         assert_eq!(config.nats_url, "nats://127.0.0.1:4222");

@@ -2,12 +2,15 @@
 //!
 //! - [`config`]: typed settings read from `RENTACAR_*` variables, validated before anything binds.
 //! - [`db`]: connecting to SQLite or PostgreSQL and running a service's migrations.
-//! - [`server`]: the gRPC server with health, reflection, load shedding and graceful drain.
+//! - [`server`]: the gRPC server with health, reflection, load shedding, authentication and
+//!   graceful drain.
+//! - [`authn`]: verifying every call's bearer token before its handler runs.
 //! - [`status`]: building `tonic::Status` values with `google.rpc` error details.
 //! - [`telemetry`]: logging with `tracing`, human text locally and JSON in the cluster.
 //! - [`shutdown`]: the signals that stop a process.
 //! - [`tasks`]: background tasks that stop after the server drained, and [`RunError`].
 
+pub mod authn;
 pub mod config;
 pub mod db;
 pub mod metrics;

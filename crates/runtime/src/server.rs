@@ -1,5 +1,6 @@
 //! The gRPC server every service runs: its own services plus `grpc.health.v1` and server
-//! reflection (v1 and v1alpha), load shedding, and a graceful drain on shutdown.
+//! reflection (v1 and v1alpha), load shedding, authentication, and a graceful drain on
+//! shutdown.
 //!
 //! Start-up and shutdown follow what Kubernetes and Istio expect. Until the database is
 //! migrated, [`serve_not_ready`] answers health checks with NOT_SERVING on the same port.
@@ -17,7 +18,12 @@ use tonic::{body::Body, server::NamedService, service::RoutesBuilder};
 use tonic_health::{ServingStatus, server::HealthReporter};
 use tonic_tracing_opentelemetry::middleware::server::OtelGrpcLayer;
 
-use crate::{config::ServiceConfig, metrics::RpcMetricsLayer, shed::ShedLayer};
+use crate::{
+    authn::{AuthnLayer, WithoutToken},
+    config::{Authentication, ServiceConfig},
+    metrics::RpcMetricsLayer,
+    shed::ShedLayer,
+};
 
 /// How often readiness re-checks the store.
 const READINESS_CHECK_INTERVAL: Duration = Duration::from_secs(5);
@@ -90,6 +96,8 @@ pub struct Server {
     /// Checked periodically; a store that stops answering makes the service NOT_SERVING.
     readiness: Option<ReadinessCheck>,
     max_in_flight_calls: usize,
+    authentication: Authentication,
+    without_token: WithoutToken,
 }
 
 impl Server {
@@ -100,7 +108,18 @@ impl Server {
             drain_period: config.drain_period,
             readiness: None,
             max_in_flight_calls: config.max_in_flight_calls,
+            authentication: config.authentication.clone(),
+            without_token: WithoutToken::Refused,
         }
+    }
+
+    /// Takes a call without a token as another service's call on its own account (a call
+    /// with a token must still carry a valid one). For payment, whose only callers are
+    /// reservation's handlers (forwarding the customer's token) and its background tasks;
+    /// the mesh admits calls to it only from reservation.
+    pub fn accept_service_calls(mut self) -> Self {
+        self.without_token = WithoutToken::ServiceCall;
+        self
     }
 
     /// Adds a generated service server.
@@ -141,6 +160,11 @@ impl Server {
         shutdown: CancellationToken,
     ) -> Result<(), tonic::transport::Error> {
         let listener = listener.into();
+        if matches!(self.authentication, Authentication::Off) {
+            tracing::warn!(
+                "authentication is OFF (RENTACAR_AUTH=off): every request acts for whoever it names"
+            );
+        }
         let (health, health_service) = tonic_health::server::health_reporter();
         set_status(&health, &self.service_names, ServingStatus::Serving).await;
         health.set_service_status(LIVENESS, ServingStatus::Serving).await;
@@ -187,6 +211,12 @@ impl Server {
             .layer(RpcMetricsLayer::only(traced))
             // Beyond the limit, calls are answered UNAVAILABLE at once; probes never are.
             .layer(ShedLayer::new(self.max_in_flight_calls, |path| !traced(path)))
+            // Every call but probes and reflection carries a valid token from here on.
+            .layer(AuthnLayer::new(
+                &self.authentication,
+                self.without_token,
+                |path| !traced(path),
+            ))
             .add_routes(routes.routes())
             .serve_with_incoming_shutdown(listener.incoming(), stop_accepting.cancelled_owned())
             .await;

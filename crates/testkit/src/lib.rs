@@ -19,6 +19,7 @@ use anyhow::Context;
 use async_nats::jetstream;
 use futures::TryStreamExt;
 use rentacar::Service;
+pub use rentacar_auth::{Claims, Issuer};
 use rentacar_events::nats_server::NatsServer;
 use rentacar_proto::{
     fleet::fleet_service_client::FleetServiceClient,
@@ -36,6 +37,9 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
 pub use rentacar::Service as Svc;
+
+/// The `iss` of the tokens an authenticated platform accepts.
+pub const TEST_ISSUER: &str = "https://issuer.rentacar.test/";
 
 /// The longest a test waits for an eventually consistent state before failing.
 pub const EVENTUALLY: Duration = Duration::from_secs(30);
@@ -77,6 +81,10 @@ pub struct Platform {
     mypage_env: Vec<(String, String)>,
     /// Settings a test gave a service on top of the platform's.
     overrides: HashMap<Service, Vec<(String, String)>>,
+    /// Signs the tokens callers present, when the platform checks them.
+    issuer: Option<Issuer>,
+    /// Where the issuer's JWKS is.
+    jwks: Option<std::path::PathBuf>,
 }
 
 impl Platform {
@@ -86,7 +94,18 @@ impl Platform {
     }
 
     /// Starts NATS and all four services, with mypage's read model in `read_model`.
+    /// Authentication is off: requests act for whoever they name.
     pub async fn start_with(backend: Backend, read_model: ReadModel) -> anyhow::Result<Self> {
+        Self::start_all(backend, read_model, false).await
+    }
+
+    /// Starts NATS and all four services, which verify every caller's token; tokens come
+    /// from [`Platform::issuer`].
+    pub async fn start_authenticated(backend: Backend) -> anyhow::Result<Self> {
+        Self::start_all(backend, ReadModel::Sql, true).await
+    }
+
+    async fn start_all(backend: Backend, read_model: ReadModel, authenticated: bool) -> anyhow::Result<Self> {
         init_logging();
         let mypage_env = match read_model {
             ReadModel::Sql => Vec::new(),
@@ -129,7 +148,17 @@ impl Platform {
             }
         };
 
+        let (issuer, jwks) = if authenticated {
+            let issuer = Issuer::generate(TEST_ISSUER);
+            let jwks = data.path().join("jwks.json");
+            issuer.write_jwks(&jwks)?;
+            (Some(issuer), Some(jwks))
+        } else {
+            (None, None)
+        };
         let mut platform = Self {
+            issuer,
+            jwks,
             nats,
             nats_store,
             _data: data,
@@ -206,6 +235,12 @@ impl Platform {
         if let Some(payment) = self.addrs.get(&Service::Payment) {
             env = env.with("RENTACAR_PAYMENT_URL", format!("http://{payment}"));
         }
+        env = match &self.jwks {
+            Some(jwks) => env
+                .with("RENTACAR_AUTH_JWKS", jwks.display().to_string())
+                .with("RENTACAR_AUTH_ISSUER", TEST_ISSUER),
+            None => env.with("RENTACAR_AUTH", "off"),
+        };
         if service == Service::Mypage {
             for (name, value) in &self.mypage_env {
                 env = env.with(name, value);
@@ -280,6 +315,34 @@ impl Platform {
         let binary = NatsServer::find_binary().context("nats-server not found")?;
         self.nats = NatsServer::start(&binary, self.nats.port(), self.nats_store.path()).await?;
         Ok(())
+    }
+
+    /// The issuer whose tokens the platform accepts, if it checks tokens.
+    pub fn issuer(&self) -> &Issuer {
+        self.issuer
+            .as_ref()
+            .expect("the platform was started with Platform::start_authenticated")
+    }
+
+    /// `message` as `customer` sends it: with a token of theirs when the platform checks
+    /// tokens.
+    pub fn as_customer<T>(&self, customer: &str, message: T) -> tonic::Request<T> {
+        self.signed(customer, false, message)
+    }
+
+    /// `message` as a manager of the fleet sends it.
+    pub fn as_manager<T>(&self, message: T) -> tonic::Request<T> {
+        self.signed("fleet-manager", true, message)
+    }
+
+    fn signed<T>(&self, customer: &str, manager: bool, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        if let Some(issuer) = &self.issuer {
+            let token = issuer.token(customer, manager, Duration::from_secs(600));
+            let value = format!("Bearer {token}").parse().expect("a token is ASCII");
+            request.metadata_mut().insert("authorization", value);
+        }
+        request
     }
 
     pub fn addr(&self, service: Service) -> SocketAddr {
@@ -447,14 +510,14 @@ pub async fn register_car(
     platform
         .fleet()
         .await
-        .register_car(RegisterCarRequest {
+        .register_car(platform.as_manager(RegisterCarRequest {
             car_number: car_number.to_owned(),
             model: model.to_owned(),
             daily_price: Some(Money {
                 currency_code: "JPY".to_owned(),
                 amount_minor: daily_price,
             }),
-        })
+        }))
         .await?;
     wait_for_catalog(platform, car_number).await;
     Ok(())
@@ -478,7 +541,10 @@ pub async fn wait_for_catalog(platform: &Platform, car_number: &str) {
             };
             // A known car gets as far as payment, which refuses the token: nothing is kept.
             use tonic_types::StatusExt;
-            let refused = client.reserve(probe).await.err()?;
+            let refused = client
+                .reserve(platform.as_customer("catalog-probe", probe))
+                .await
+                .err()?;
             let fields = refused.get_details_bad_request()?.field_violations;
             fields.iter().any(|v| v.field == "payment_method").then_some(())
         }

@@ -599,6 +599,7 @@ mod table_checks {
             ),
             ("RENTACAR_NATS_URL", "nats://127.0.0.1:9"),
             ("RENTACAR_DRAIN_MS", "0"),
+            ("RENTACAR_AUTH", "off"),
         ]);
         let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
         let channel = tonic::transport::Channel::from_shared(format!("http://{}", listener.local_addr()?))?
