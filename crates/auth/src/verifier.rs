@@ -302,14 +302,25 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_issuer_that_cannot_be_reached_is_the_servers_trouble() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    async fn an_issuer_that_fails_is_the_servers_trouble_and_asked_once_per_interval() {
+        // An issuer that hangs up on every request.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
-        drop(listener);
+        let asked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = asked.clone();
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                drop(socket);
+            }
+        });
         let verifier = Verifier::new(JwksSource::parse(&url), "test-issuer", DEFAULT_AUDIENCE).unwrap();
         let token = Issuer::generate("test-issuer").token("alice", false, Duration::from_secs(60));
-        let err = verifier.verify(&bearer(&token)).await.unwrap_err();
-        assert_eq!(err.reason(), "SIGNING_KEYS_UNAVAILABLE", "{err}");
+        for _ in 0..3 {
+            let err = verifier.verify(&bearer(&token)).await.unwrap_err();
+            assert_eq!(err.reason(), "SIGNING_KEYS_UNAVAILABLE", "{err}");
+        }
+        assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 
     use crate::Claims;

@@ -88,12 +88,17 @@ mod tests {
 
     #[test]
     fn sql_is_the_default_and_dynamodb_is_chosen_by_name() {
-        let config = Config::from_env(&Env::from_pairs([("RENTACAR_DATA_DIR", "/tmp")])).unwrap();
+        let config = Config::from_env(&Env::from_pairs([
+            ("RENTACAR_DATA_DIR", "/tmp"),
+            ("RENTACAR_AUTH", "off"),
+        ]))
+        .unwrap();
         assert_eq!(config.store, StoreConfig::Sql);
 
         let env = Env::from_pairs([
             ("RENTACAR_MYPAGE_STORE", "dynamodb"),
             ("RENTACAR_MYPAGE_DYNAMODB_ENDPOINT", "http://127.0.0.1:5000"),
+            ("RENTACAR_AUTH", "off"),
         ]);
         let StoreConfig::Dynamodb(dynamodb) = Config::from_env(&env).unwrap().store else {
             panic!("dynamodb expected");
@@ -111,7 +116,11 @@ mod tests {
             ("RENTACAR_MYPAGE_DYNAMODB_ENDPOINT", "127.0.0.1:5000"),
             ("RENTACAR_MYPAGE_DYNAMODB_CREATE_TABLE", "yes"),
         ] {
-            let env = Env::from_pairs([("RENTACAR_MYPAGE_STORE", "dynamodb"), (variable, value)]);
+            let env = Env::from_pairs([
+                ("RENTACAR_MYPAGE_STORE", "dynamodb"),
+                ("RENTACAR_AUTH", "off"),
+                (variable, value),
+            ]);
             let err = Config::from_env(&env).unwrap_err();
             assert_eq!(err.variable, variable, "{err}");
         }

@@ -1,7 +1,8 @@
 //! Who may do what, over the wire: every public call needs a valid token and is refused
 //! with UNAUTHENTICATED saying why otherwise; a customer sees and changes only their own
 //! reservations, and another's read as missing; only a manager changes the fleet; health
-//! and reflection stay open; grpcurl works with the same `authorization` metadata.
+//! and reflection stay open; grpcurl and generated Python clients work with the same
+//! `authorization` metadata.
 
 use std::{path::PathBuf, process::Command, time::Duration};
 
@@ -295,6 +296,7 @@ async fn callers_are_who_their_tokens_say() -> anyhow::Result<()> {
     assert_eq!(refunded.payment.unwrap().status(), PaymentStatus::Refunded);
 
     grpcurl_works_with_a_token(&platform, &alice, &id)?;
+    python_clients_work_with_a_token(&platform, &alice, &id)?;
     platform.shutdown().await
 }
 
@@ -343,18 +345,81 @@ fn grpcurl_works_with_a_token(platform: &Platform, token: &str, id: &str) -> any
     Ok(())
 }
 
-/// grpcurl from `RENTACAR_GRPCURL`, `.tools/bin` (`cargo xtask test` installs it) or PATH.
+/// A Python client generated from the protos with grpcio-tools, passing the token as call
+/// metadata the way grpcio's users do.
+fn python_clients_work_with_a_token(platform: &Platform, token: &str, id: &str) -> anyhow::Result<()> {
+    const CLIENT: &str = r#"
+import sys
+import grpc
+sys.path.insert(0, sys.argv[1])
+from rentacar.reservation.v1 import reservation_pb2, reservation_pb2_grpc
+
+address, token, reservation_id = sys.argv[2:5]
+stub = reservation_pb2_grpc.ReservationServiceStub(grpc.insecure_channel(address))
+request = reservation_pb2.GetReservationRequest(reservation_id=reservation_id)
+reply = stub.GetReservation(request, metadata=[("authorization", "Bearer " + token)])
+print(reservation_pb2.ReservationStatus.Name(reply.reservation.status))
+try:
+    stub.GetReservation(request)
+except grpc.RpcError as refused:
+    print(refused.code().name)
+"#;
+    let python = tool("python-grpc", "RENTACAR_PYTHON_GRPC");
+    let out = tempfile::tempdir()?;
+    let protos = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    let generated = Command::new(&python)
+        .args(["-m", "grpc_tools.protoc", "-I"])
+        .arg(&protos)
+        .arg(format!("--python_out={}", out.path().display()))
+        .arg(format!("--grpc_python_out={}", out.path().display()))
+        .args([
+            "rentacar/reservation/v1/reservation.proto",
+            "rentacar/common/v1/money.proto",
+        ])
+        .output()?;
+    assert!(
+        generated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&generated.stderr)
+    );
+
+    let script = out.path().join("client.py");
+    std::fs::write(&script, CLIENT)?;
+    let ran = Command::new(&python)
+        .arg(&script)
+        .arg(out.path())
+        .arg(platform.addr(Svc::Reservation).to_string())
+        .args([token, id])
+        .output()?;
+    assert!(ran.status.success(), "{}", String::from_utf8_lossy(&ran.stderr));
+    let printed = String::from_utf8_lossy(&ran.stdout);
+    assert_eq!(
+        printed.lines().collect::<Vec<_>>(),
+        ["RESERVATION_STATUS_CANCELED", "UNAUTHENTICATED"],
+        "{printed}"
+    );
+    Ok(())
+}
+
 fn grpcurl() -> PathBuf {
-    if let Some(path) = std::env::var_os("RENTACAR_GRPCURL") {
+    tool("grpcurl", "RENTACAR_GRPCURL")
+}
+
+/// A tool from the variable `variable`, `.tools/bin` (`cargo xtask test` installs it there)
+/// or PATH.
+fn tool(name: &str, variable: &str) -> PathBuf {
+    if let Some(path) = std::env::var_os(variable) {
         return PathBuf::from(path);
     }
-    let local = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.tools/bin/grpcurl");
+    let local = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../.tools/bin")
+        .join(name);
     if local.is_file() {
         return local;
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
-        .map(|dir| dir.join("grpcurl"))
+        .map(|dir| dir.join(name))
         .find(|candidate| candidate.is_file())
-        .expect("grpcurl not found: run `cargo xtask test`, which installs it into .tools/")
+        .unwrap_or_else(|| panic!("{name} not found: run `cargo xtask test`, which installs it into .tools/"))
 }
