@@ -121,6 +121,7 @@ async fn serves_without_nats_and_drains_on_sigterm() {
         "rentacar.fleet.v1.FleetService",
         "grpc.health.v1.Health",
         "grpc.reflection.v1.ServerReflection",
+        "grpc.reflection.v1alpha.ServerReflection",
     ] {
         assert!(
             services.iter().any(|s| s == expected),
@@ -146,28 +147,47 @@ async fn serves_without_nats_and_drains_on_sigterm() {
     assert!(status.success(), "exit status {status:?}");
 }
 
+/// The services reflection lists, each checked to resolve: clients such as k6 look up every
+/// one they are shown, the reflection services included.
 async fn reflected_services(port: u16) -> Vec<String> {
     use tonic_reflection::pb::v1::{
         ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
         server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
     };
-    let mut client = ServerReflectionClient::new(channel(port).await.unwrap());
-    let request = ServerReflectionRequest {
+    let ask = |message| ServerReflectionRequest {
         host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
+        message_request: Some(message),
     };
-    let mut responses = client
-        .server_reflection_info(tokio_stream::iter([request]))
-        .await
-        .unwrap()
-        .into_inner();
-    let response = responses.message().await.unwrap().unwrap();
-    match response.message_response {
+    let client = ServerReflectionClient::new(channel(port).await.unwrap());
+    let answers = |request| {
+        let mut client = client.clone();
+        async move {
+            let mut responses = client
+                .server_reflection_info(tokio_stream::iter([request]))
+                .await
+                .unwrap()
+                .into_inner();
+            responses.message().await.unwrap().unwrap().message_response
+        }
+    };
+    let services: Vec<String> = match answers(ask(MessageRequest::ListServices(String::new()))).await {
         Some(MessageResponse::ListServicesResponse(list)) => {
             list.service.into_iter().map(|s| s.name).collect()
         }
         other => panic!("unexpected reflection response {other:?}"),
+    };
+    for service in &services {
+        match answers(ask(MessageRequest::FileContainingSymbol(service.clone()))).await {
+            Some(MessageResponse::FileDescriptorResponse(files)) => {
+                assert!(
+                    !files.file_descriptor_proto.is_empty(),
+                    "{service} resolves to nothing"
+                )
+            }
+            other => panic!("{service} is listed but does not resolve: {other:?}"),
+        }
     }
+    services
 }
 
 /// A pod whose database is not there yet is alive and says NOT_SERVING; it turns SERVING

@@ -170,7 +170,12 @@ impl Server {
         health.set_service_status(LIVENESS, ServingStatus::Serving).await;
 
         let reflection = || {
+            // Both reflection versions are listed, so both must resolve (k6 looks up every
+            // service it is shown); the builder would describe only its own version.
             let mut builder = tonic_reflection::server::Builder::configure()
+                .include_reflection_service(false)
+                .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)
                 .register_encoded_file_descriptor_set(rentacar_proto::FILE_DESCRIPTOR_SET)
                 .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
                 // Lets grpcurl decode the google.rpc error details we send.

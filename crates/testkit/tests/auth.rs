@@ -322,6 +322,19 @@ fn grpcurl_works_with_a_token(platform: &Platform, token: &str, id: &str) -> any
         String::from_utf8_lossy(&listed.stderr)
     );
 
+    // Every service listed resolves, the reflection services included (grpcurl speaks
+    // v1alpha).
+    for service in services.lines().filter(|line| !line.trim().is_empty()) {
+        let described = Command::new(&grpcurl)
+            .args(["-plaintext", &addr, "describe", service])
+            .output()?;
+        assert!(
+            described.status.success(),
+            "{service}: {}",
+            String::from_utf8_lossy(&described.stderr)
+        );
+    }
+
     let body = format!(r#"{{"reservation_id":"{id}"}}"#);
     let method = "rentacar.reservation.v1.ReservationService/GetReservation";
     let header = format!("authorization: Bearer {token}");
