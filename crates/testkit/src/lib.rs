@@ -552,6 +552,26 @@ pub async fn wait_for_catalog(platform: &Platform, car_number: &str) {
     .await
 }
 
+/// A tool from the variable `variable`, `.tools/bin` (`cargo xtask test` installs it there)
+/// or PATH.
+pub fn tool(name: &str, variable: &str) -> std::path::PathBuf {
+    use std::path::PathBuf;
+    if let Some(path) = std::env::var_os(variable) {
+        return PathBuf::from(path);
+    }
+    let local = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../.tools/bin")
+        .join(name);
+    if local.is_file() {
+        return local;
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| panic!("{name} not found: run `cargo xtask test`, which installs it into .tools/"))
+}
+
 /// A TCP port that was free a moment ago, for a process that must be told its port.
 pub fn free_port() -> u16 {
     rentacar_events::nats_server::free_port().expect("no free TCP port")

@@ -377,7 +377,7 @@ try:
 except grpc.RpcError as refused:
     print(refused.code().name)
 "#;
-    let python = tool("python-grpc", "RENTACAR_PYTHON_GRPC");
+    let python = rentacar_testkit::tool("python-grpc", "RENTACAR_PYTHON_GRPC");
     let out = tempfile::tempdir()?;
     let protos = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
     let generated = Command::new(&python)
@@ -415,24 +415,5 @@ except grpc.RpcError as refused:
 }
 
 fn grpcurl() -> PathBuf {
-    tool("grpcurl", "RENTACAR_GRPCURL")
-}
-
-/// A tool from the variable `variable`, `.tools/bin` (`cargo xtask test` installs it there)
-/// or PATH.
-fn tool(name: &str, variable: &str) -> PathBuf {
-    if let Some(path) = std::env::var_os(variable) {
-        return PathBuf::from(path);
-    }
-    let local = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../.tools/bin")
-        .join(name);
-    if local.is_file() {
-        return local;
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|candidate| candidate.is_file())
-        .unwrap_or_else(|| panic!("{name} not found: run `cargo xtask test`, which installs it into .tools/"))
+    rentacar_testkit::tool("grpcurl", "RENTACAR_GRPCURL")
 }
