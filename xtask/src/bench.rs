@@ -111,9 +111,6 @@ pub fn run(root: &Path, args: &[String]) -> anyhow::Result<()> {
     )?;
     wait_for_port(nats_port)?;
 
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
     let mut services = Vec::new();
     let mut ports = BTreeMap::new();
     for service in SERVICES {
@@ -133,6 +130,11 @@ pub fn run(root: &Path, args: &[String]) -> anyhow::Result<()> {
         }
         let started = Instant::now();
         let process = Process::spawn(service, &mut command, &work)?;
+        // A runtime of its own, dropped with its connection: an idle connection left open
+        // would hold up the service's graceful shutdown.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
         runtime.block_on(serving(port)).with_context(|| {
             format!(
                 "{service} did not start; see {}",
@@ -415,7 +417,7 @@ impl K6 {
             .env("DURATION", format!("{seconds}s"))
             .env("CARS", cars.to_string())
             .env("VUS", (rate / 10).clamp(20, 500).to_string())
-            .env("MAX_VUS", (rate / 2).clamp(50, 1500).to_string())
+            .env("MAX_VUS", rate.clamp(100, 1500).to_string())
             .env("TOKEN", &self.token)
             .env("MANAGER_TOKEN", &self.manager_token)
             .env("K6_NO_USAGE_REPORT", "true");
@@ -542,12 +544,13 @@ fn report_section(
     );
     let _ = writeln!(
         s,
-        "| saga (Reserve → CONFIRMED) p50 / p99 at {}/s | {} / {} ({} confirmed of {}, {} errors) | p99 ≤ 25 ms |",
+        "| saga (Reserve → CONFIRMED) p50 / p99 at {}/s | {} / {} ({} confirmed of {} started, {} not started, {} errors) | p99 ≤ 25 ms |",
         saga.offered,
         ms(percentile(&saga.saga_ms, 50.0)),
         ms(percentile(&saga.saga_ms, 99.0)),
         saga.confirmed,
         saga.iterations,
+        saga.dropped,
         saga.errors
     );
     let _ = writeln!(
