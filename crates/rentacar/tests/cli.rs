@@ -147,6 +147,46 @@ async fn serves_without_nats_and_drains_on_sigterm() {
     assert!(status.success(), "exit status {status:?}");
 }
 
+/// A peer that opened a connection and then stopped reading (hung, or cut off) never
+/// answers the server's goodbye; the process still exits, after a bounded grace period.
+#[tokio::test]
+async fn a_silent_peer_does_not_hold_up_the_exit() {
+    use tokio::io::AsyncWriteExt;
+
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut child = fleet_without_nats(data.path(), port)
+        .env("RENTACAR_DRAIN_MS", "0")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    wait_for_health(port, ServingStatus::Serving).await;
+
+    // An HTTP/2 client preface and empty SETTINGS, then silence.
+    let mut silent = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    silent
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .unwrap();
+
+    let pid = child.id().unwrap().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = tokio::time::timeout(Duration::from_secs(60), child.wait())
+        .await
+        .expect("the process exits although a peer keeps its connection open")
+        .unwrap();
+    assert!(status.success(), "exit status {status:?}");
+    drop(silent);
+}
+
 /// The services reflection lists, each checked to resolve: clients such as k6 look up every
 /// one they are shown, the reflection services included.
 async fn reflected_services(port: u16) -> Vec<String> {

@@ -6,7 +6,7 @@
 //! migrated, [`serve_not_ready`] answers health checks with NOT_SERVING on the same port.
 //! On shutdown health turns NOT_SERVING at once so readiness probes take the pod out of
 //! rotation, calls keep being served for the drain period, then the listener closes and
-//! in-flight calls finish.
+//! in-flight calls finish (within a bounded grace period).
 
 use std::{convert::Infallible, sync::Arc, time::Duration};
 
@@ -42,6 +42,10 @@ pub const LIVENESS: &str = "liveness";
 /// smaller (its text fields are bounded), so anything larger is refused before it is
 /// decoded (OUT_OF_RANGE), instead of at tonic's default of 4 MiB.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+
+/// How long calls in flight when the listener closes may take to finish: longer than any
+/// call takes (reservation's two tries on payment take at most 8 s).
+const IN_FLIGHT_GRACE: Duration = Duration::from_secs(10);
 
 /// A bound listener that servers take turns on: the not-ready one while the database is
 /// migrated, then the real one. Bind it first (port 0 in tests) so the address is known.
@@ -229,8 +233,20 @@ impl Server {
                 |path| !traced(path),
             ))
             .add_routes(routes.routes())
-            .serve_with_incoming_shutdown(listener.incoming(), stop_accepting.cancelled_owned())
-            .await;
+            .serve_with_incoming_shutdown(listener.incoming(), stop_accepting.clone().cancelled_owned());
+        // A peer that never answers the server's goodbye (hung, or cut off) would keep its
+        // connection, and the process, open: calls get a bounded time to finish.
+        let deadline = async {
+            stop_accepting.cancelled().await;
+            tokio::time::sleep(IN_FLIGHT_GRACE).await;
+        };
+        let result = tokio::select! {
+            result = result => result,
+            () = deadline => {
+                tracing::warn!(grace = ?IN_FLIGHT_GRACE, "connections still open after the grace period; closing them");
+                Ok(())
+            }
+        };
         watcher.abort();
         result
     }
