@@ -1,7 +1,9 @@
 //! Durable pull consumers with explicit ack and an idempotent inbox.
 //!
 //! A handler gets the decoded event and an open database transaction that already holds the
-//! inbox row for it; its state change commits together with that row. A redelivered event
+//! inbox row for it; its state change commits together with that row. Events that arrive
+//! together are applied in one transaction (one commit for up to [`MAX_BATCH`]) and acked
+//! after it; a batch that fails is applied again one event at a time. A redelivered event
 //! finds the row and is acked without a second effect. A failing handler's event is nak'ed
 //! with a growing delay and redelivered; after [`DEAD_LETTER_AFTER`] failures (about six
 //! minutes: long enough to ride out a restart of a database or a service) it moves to
@@ -38,6 +40,9 @@ use crate::{
 /// How long the server waits for an ack before redelivering.
 const ACK_WAIT: Duration = Duration::from_secs(30);
 
+/// The most events applied in one transaction.
+const MAX_BATCH: usize = 64;
+
 /// Where an event sits in the stream, for handlers that record it.
 #[derive(Debug, Clone)]
 pub struct Delivery {
@@ -60,9 +65,10 @@ pub enum HandlerError {
 
 /// Applies one kind of event to a service's state.
 pub trait Handler: Send + Sync + 'static {
-    /// Runs before the transaction opens, for idempotent calls to other services that must
-    /// succeed before the state changes (a refund before a rejection). It may run again
-    /// for an event that was already applied, so it must be safe to repeat.
+    /// Runs before the transaction opens (for a batch, for each of its events in turn), for
+    /// idempotent calls to other services that must succeed before the state changes (a
+    /// refund before a rejection). It may run again for an event that was already applied,
+    /// so it must be safe to repeat.
     fn prepare(&self, _event: &EventEnvelope) -> impl Future<Output = Result<(), HandlerError>> + Send {
         std::future::ready(Ok(()))
     }
@@ -90,6 +96,31 @@ pub trait Apply: Send + Sync + 'static {
         event: &EventEnvelope,
         delivery: &Delivery,
     ) -> impl Future<Output = Result<(), HandlerError>> + Send;
+
+    /// Applies a batch of events in delivery order, all or some of them: on an error the
+    /// consumer applies each event of the batch again on its own, which the applier makes
+    /// harmless for those already applied. One by one unless the applier does better.
+    fn apply_all(
+        &self,
+        consumer: &str,
+        batch: &[Received],
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send {
+        async move {
+            for received in batch {
+                self.apply(consumer, &received.event, &received.delivery)
+                    .instrument(received.span.clone())
+                    .await?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// An event as delivered, with the span that applies it.
+pub struct Received {
+    pub event: EventEnvelope,
+    pub delivery: Delivery,
+    span: tracing::Span,
 }
 
 /// A [`Handler`] behind the inbox table: the handler's change and the inbox row for the
@@ -127,6 +158,44 @@ impl<H: Handler> Apply for Inbox<H> {
         let span = tracing::trace_span!(target: "otel::tracing", "inbox transaction");
         if transaction.instrument(span).await? {
             self.handler.after_commit();
+        }
+        Ok(())
+    }
+
+    /// The whole batch in one transaction: one commit for many events, the inbox rows
+    /// keeping each applied once.
+    async fn apply_all(&self, consumer: &str, batch: &[Received]) -> Result<(), HandlerError> {
+        for received in batch {
+            self.handler
+                .prepare(&received.event)
+                .instrument(received.span.clone())
+                .await?;
+        }
+        let txn = db::begin_write(&self.db).await?;
+        let mut changed = false;
+        for Received {
+            event,
+            delivery,
+            span,
+        } in batch
+        {
+            let applied = async {
+                if !inbox::record(&txn, consumer, &event.event_id, delivery.stream_sequence).await? {
+                    tracing::debug!(consumer, event_id = %event.event_id, "already applied; skipped");
+                    return Ok(false);
+                }
+                self.handler.handle(&txn, event, delivery).await?;
+                Ok::<_, HandlerError>(true)
+            }
+            .instrument(span.clone())
+            .await?;
+            changed |= applied;
+        }
+        if changed {
+            txn.commit().await?;
+            self.handler.after_commit();
+        } else {
+            txn.rollback().await?;
         }
         Ok(())
     }
@@ -203,7 +272,7 @@ impl<A: Apply> Consumer<A> {
                 _ = shutdown.cancelled() => return,
                 subscribed = self.subscribe() => subscribed,
             };
-            let mut messages = match subscribed {
+            let messages = match subscribed {
                 Ok(messages) => {
                     backoff = Duration::from_millis(100);
                     messages
@@ -218,18 +287,26 @@ impl<A: Apply> Consumer<A> {
                     continue;
                 }
             };
+            // Whatever has arrived meanwhile is applied together, up to a batch.
+            let mut messages = messages.ready_chunks(MAX_BATCH);
             loop {
                 let next = tokio::select! {
                     _ = shutdown.cancelled() => return,
                     next = messages.next() => next,
                 };
-                match next {
-                    Some(Ok(message)) => self.process(message).await,
-                    Some(Err(err)) => {
-                        tracing::warn!(consumer = %self.name, error = %err, "consumer stream error; resubscribing");
-                        break;
+                let Some(results) = next else { break };
+                let mut arrived = Vec::with_capacity(results.len());
+                let mut broken = None;
+                for result in results {
+                    match result {
+                        Ok(message) => arrived.push(message),
+                        Err(err) => broken = Some(err),
                     }
-                    None => break,
+                }
+                self.process(arrived).await;
+                if let Some(err) = broken {
+                    tracing::warn!(consumer = %self.name, error = %err, "consumer stream error; resubscribing");
+                    break;
                 }
             }
         }
@@ -258,7 +335,38 @@ impl<A: Apply> Consumer<A> {
         Ok(consumer.messages().await?)
     }
 
-    async fn process(&self, message: jetstream::Message) {
+    /// Applies the events of `messages` together, then acks them; should that fail, applies
+    /// each on its own, so that one failing event holds up only itself.
+    async fn process(&self, arrived: Vec<jetstream::Message>) {
+        let mut messages = Vec::with_capacity(arrived.len());
+        let mut batch = Vec::with_capacity(arrived.len());
+        for message in arrived {
+            if let Some(received) = self.receive(&message).await {
+                messages.push(message);
+                batch.push(received);
+            }
+        }
+        if batch.len() > 1 {
+            match self.applier.apply_all(&self.name, &batch).await {
+                Ok(()) => {
+                    for message in &messages {
+                        ack(message, AckKind::Ack).await;
+                    }
+                    return;
+                }
+                Err(err) => {
+                    tracing::debug!(consumer = %self.name, error = %error_chain(&err), "batch not applied; applying its events one by one");
+                }
+            }
+        }
+        for (message, received) in messages.iter().zip(batch) {
+            self.apply_one(message, received).await;
+        }
+    }
+
+    /// The event in `message`, or `None` when it is not this consumer's to apply: replayed
+    /// for another consumer (acked) or undecodable (dead-lettered).
+    async fn receive(&self, message: &jetstream::Message) -> Option<Received> {
         let delivery = match message.info() {
             Ok(info) => {
                 self.lag.store(info.pending, Ordering::Relaxed);
@@ -269,40 +377,52 @@ impl<A: Apply> Consumer<A> {
             }
             Err(err) => {
                 tracing::warn!(consumer = %self.name, error = %err, "message without JetStream metadata");
-                return;
+                return None;
             }
         };
         if dead_letter::replayed_for_another(message.headers.as_ref(), &self.name) {
-            ack(&message, AckKind::Ack).await;
-            return;
+            ack(message, AckKind::Ack).await;
+            return None;
         }
         let event = match EventEnvelope::decode(message.payload.clone()) {
             Ok(event) => event,
             Err(err) => {
                 // Redelivering bytes that do not decode cannot help.
-                self.dead_letter(&message, &delivery, &format!("undecodable event: {err}"))
+                self.dead_letter(message, &delivery, &format!("undecodable event: {err}"))
                     .await;
-                return;
+                return None;
             }
         };
-
         let span = trace::process_span(&self.name, &message.subject, message.headers.as_ref());
+        Some(Received {
+            event,
+            delivery,
+            span,
+        })
+    }
+
+    async fn apply_one(&self, message: &jetstream::Message, received: Received) {
+        let Received {
+            event,
+            delivery,
+            span,
+        } = received;
         let applied = self
             .applier
             .apply(&self.name, &event, &delivery)
             .instrument(span)
             .await;
         match applied {
-            Ok(()) => ack(&message, AckKind::Ack).await,
+            Ok(()) => ack(message, AckKind::Ack).await,
             Err(err) => {
                 let error = error_chain(&err);
                 if delivery.delivered >= self.dead_letter_after {
-                    self.dead_letter(&message, &delivery, &error).await;
+                    self.dead_letter(message, &delivery, &error).await;
                     return;
                 }
                 tracing::warn!(consumer = %self.name, event_id = %event.event_id, event_type = %event.event_type, delivered = delivery.delivered, error = %error, "event failed; it will be redelivered");
                 let delay = retry_delay(delivery.delivered);
-                ack(&message, AckKind::Nak(Some(delay))).await;
+                ack(message, AckKind::Nak(Some(delay))).await;
             }
         }
     }

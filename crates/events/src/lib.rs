@@ -28,7 +28,7 @@ pub mod outbox;
 pub mod stream;
 mod trace;
 
-pub use consumer::{Apply, Consumer, Delivery, Handler, HandlerError, Inbox};
+pub use consumer::{Apply, Consumer, Delivery, Handler, HandlerError, Inbox, Received};
 pub use envelope::Event;
 pub use host::{Host, Sql};
 pub use inbox::forget_inbox;

@@ -73,6 +73,9 @@ impl Handler for SagaHandler {
     /// A rejected booking is refunded before the reservation says REJECTED, so that a
     /// rejected reservation is never left charged. Refunding is idempotent on payment's side.
     async fn prepare(&self, event: &EventEnvelope) -> Result<(), HandlerError> {
+        // Every transaction starts with its events prepared: what is still listed was
+        // changed by one that did not commit, so it is nothing to announce.
+        self.changed.lock().expect("not poisoned").clear();
         let Some(Payload::BookingRejected(rejected)) = &event.payload else {
             return Ok(());
         };
@@ -104,8 +107,6 @@ impl Handler for SagaHandler {
         event: &EventEnvelope,
         _: &Delivery,
     ) -> Result<(), HandlerError> {
-        // Left over only from a transaction that did not commit: not a change to announce.
-        self.changed.lock().expect("not poisoned").clear();
         let (reservation_id, to, reason) = match &event.payload {
             Some(Payload::CarBooked(booked)) => (&booked.reservation_id, Status::Confirmed, None),
             Some(Payload::BookingRejected(rejected)) => (
