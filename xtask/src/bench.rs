@@ -90,7 +90,13 @@ impl Options {
 
 pub fn run(root: &Path, args: &[String]) -> anyhow::Result<()> {
     let options = Options::parse(args)?;
-    let binary = crate::dist(root)?;
+    // Built as the image builds it, but not stripped, so that a profiler can name functions.
+    crate::run(
+        Command::new("cargo")
+            .args(["build", "--release", "--locked", "--bin", "rentacar"])
+            .current_dir(root),
+    )?;
+    let binary = root.join("target/release/rentacar");
     let tools = crate::install(root, &["nats-server", "k6"])?;
     let work = root.join("target/bench");
     let _ = std::fs::remove_dir_all(&work);
@@ -394,6 +400,8 @@ struct Run {
     saga_ms: Vec<f64>,
     /// CPU of the platform's processes (services and nats-server) during the run.
     platform_cpu: Duration,
+    /// The same, process by process.
+    cpu_by_process: Vec<(String, Duration)>,
     /// CPU of k6 itself.
     k6_cpu: Duration,
 }
@@ -427,7 +435,7 @@ impl K6 {
                 format!("127.0.0.1:{port}"),
             );
         }
-        let before: Duration = platform.iter().map(|p| p.cpu()).sum();
+        let before: Vec<Duration> = platform.iter().map(|p| p.cpu()).collect();
         let k6 = Process::spawn(&format!("k6-{script}-{rate}"), &mut command, &self.work)?;
         let mut k6_cpu = Duration::ZERO;
         let status = loop {
@@ -437,7 +445,11 @@ impl K6 {
             k6_cpu = k6_cpu.max(k6.cpu());
             std::thread::sleep(Duration::from_millis(100));
         };
-        let platform_cpu = platform.iter().map(|p| p.cpu()).sum::<Duration>() - before;
+        let cpu_by_process: Vec<(String, Duration)> = platform
+            .iter()
+            .zip(before)
+            .map(|(p, before)| (p.name.clone(), p.cpu().saturating_sub(before)))
+            .collect();
         // k6 fails a run whose thresholds (zero errors) do not hold; the figures still count.
         if !status.success() {
             eprintln!(
@@ -448,7 +460,8 @@ impl K6 {
         let mut run = read_points(&points)?;
         run.offered = rate;
         run.seconds = seconds;
-        run.platform_cpu = platform_cpu;
+        run.platform_cpu = cpu_by_process.iter().map(|(_, cpu)| *cpu).sum();
+        run.cpu_by_process = cpu_by_process;
         run.k6_cpu = k6_cpu;
         Ok(run)
     }
@@ -559,6 +572,17 @@ fn report_section(
         saga.offered,
         us(per_reservation),
         us(per_check)
+    );
+    let by_process: Vec<String> = saga
+        .cpu_by_process
+        .iter()
+        .map(|(name, cpu)| format!("{name} {}", us(per(*cpu, saga.confirmed))))
+        .collect();
+    let _ = writeln!(
+        s,
+        "| CPU per confirmed reservation by process, at {}/s | {} | |",
+        saga.offered,
+        by_process.join(" · ")
     );
     let _ = writeln!(
         s,
