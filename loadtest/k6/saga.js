@@ -26,6 +26,7 @@ import {
 } from './lib/common.js';
 
 const SAGA_TIMEOUT = __ENV.SAGA_TIMEOUT || '30s';
+const PRINT_RESERVED = __ENV.PRINT_RESERVED === '1';
 
 /** From sending Reserve to receiving CONFIRMED. */
 const sagaDuration = new Trend('saga_duration', true);
@@ -63,6 +64,10 @@ export default function (data) {
     return;
   }
   const id = reserved.message.reservation.reservationId;
+  if (PRINT_RESERVED) {
+    // Every reservation the platform acknowledged, for a check of what it kept afterwards.
+    console.log(`reserved ${id}`);
+  }
 
   watcher.connect(address('reservation'), { plaintext: true, reflect: !reflected, timeout: '10s' });
   reflected = true;

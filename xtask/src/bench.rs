@@ -1,5 +1,7 @@
 //! `cargo xtask bench [--backend sqlite|postgres] [--rate N] [--seconds N] [--saturation N]`:
-//! the platform measured the way its users load it, on the machine at hand.
+//! the platform measured the way its users load it, on the machine at hand. With
+//! `--kill <service>` it measures nothing but runs the saga with that service SIGKILLed and
+//! restarted halfway, then checks every reservation the platform acknowledged.
 //!
 //! It builds the release binary, starts a private nats-server and each service as its own
 //! process (authentication on, as deployed), and drives them with the k6 scenarios of
@@ -48,6 +50,9 @@ struct Options {
     seconds: u32,
     /// The offered rate of the saturation run: more than the platform can take.
     saturation: u32,
+    /// Instead of the measurements: the saga at `rate` with this service SIGKILLed and
+    /// restarted halfway, then a check of what the platform kept.
+    kill: Option<String>,
 }
 
 impl Options {
@@ -57,6 +62,7 @@ impl Options {
             rate: 200,
             seconds: 20,
             saturation: 3000,
+            kill: None,
         };
         let mut args = args.iter();
         while let Some(flag) = args.next() {
@@ -79,8 +85,10 @@ impl Options {
                 "--rate" => options.rate = number()?,
                 "--seconds" => options.seconds = number()?,
                 "--saturation" => options.saturation = number()?,
+                "--kill" if SERVICES.contains(&value.as_str()) => options.kill = Some(value.clone()),
+                "--kill" => bail!("--kill takes one of {SERVICES:?}, not {value}"),
                 _ => bail!(
-                    "unknown option {flag}; usage: cargo xtask bench [--backend sqlite|postgres] [--rate N] [--seconds N] [--saturation N]"
+                    "unknown option {flag}; usage: cargo xtask bench [--backend sqlite|postgres] [--rate N] [--seconds N] [--saturation N] [--kill SERVICE]"
                 ),
             }
         }
@@ -117,10 +125,7 @@ pub fn run(root: &Path, args: &[String]) -> anyhow::Result<()> {
     )?;
     wait_for_port(nats_port)?;
 
-    let mut services = Vec::new();
-    let mut ports = BTreeMap::new();
-    for service in SERVICES {
-        let port = free_port()?;
+    let service_command = |service: &str, port: u16, payment: Option<u16>| {
         let mut command = Command::new(&binary);
         command
             .args(["serve", service])
@@ -131,9 +136,16 @@ pub fn run(root: &Path, args: &[String]) -> anyhow::Result<()> {
             .env("RENTACAR_AUTH_ISSUER", DEV_ISSUER)
             .env("RENTACAR_DRAIN_MS", "0")
             .env("RUST_LOG", "warn");
-        if let Some(payment) = ports.get("payment") {
+        if let Some(payment) = payment {
             command.env("RENTACAR_PAYMENT_URL", format!("http://127.0.0.1:{payment}"));
         }
+        command
+    };
+    let mut services = Vec::new();
+    let mut ports = BTreeMap::new();
+    for service in SERVICES {
+        let port = free_port()?;
+        let mut command = service_command(service, port, ports.get("payment").copied());
         let started = Instant::now();
         let process = Process::spawn(service, &mut command, &work)?;
         // A runtime of its own, dropped with its connection: an idle connection left open
@@ -167,7 +179,66 @@ pub fn run(root: &Path, args: &[String]) -> anyhow::Result<()> {
         ports: ports.clone(),
         token,
         manager_token,
+        last_cpu: Default::default(),
     };
+
+    if let Some(victim) = &options.kill {
+        let index = SERVICES.iter().position(|s| s == victim).expect("checked");
+        let port = ports[victim.as_str()];
+        let payment = (victim != "payment").then(|| ports["payment"]);
+        println!(
+            "the saga at {}/s for {} s, {victim} killed halfway",
+            options.rate, options.seconds
+        );
+        let mut kill_and_restart = || -> anyhow::Result<()> {
+            let (victim_process, _) = &services[index];
+            println!("SIGKILL {victim}");
+            victim_process.kill();
+            let mut command = service_command(victim, port, payment);
+            let restarted = Process::spawn(&format!("{victim}-restarted"), &mut command, &work)?;
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(serving(port))?;
+            println!("{victim} restarted");
+            services[index].0 = restarted;
+            Ok(())
+        };
+        let cars = options.rate * options.seconds / 300 + 10;
+        let log = k6.run_with(
+            "saga",
+            options.rate,
+            options.seconds,
+            cars,
+            &[],
+            &[("PRINT_RESERVED", "1")],
+            Some(&mut kill_and_restart),
+        )?;
+        let acknowledged = acknowledged_ids(&log)?;
+        let verdict = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(check_kept(&ports, &k6.token, &acknowledged))?;
+        for (process, _) in &services {
+            process.stop();
+        }
+        nats.stop();
+        databases.drop_all();
+        let section = format!(
+            "### {}, {victim} SIGKILLed and restarted halfway: {}\n\n{verdict}\n",
+            options.backend.name(),
+            machine()
+        );
+        println!("\n{section}");
+        let report = root.join("loadtest/REPORT.md");
+        let existing = std::fs::read_to_string(&report).unwrap_or_default();
+        let key = format!("{} kill {victim}", options.backend.name());
+        std::fs::write(&report, replace_section(&existing, &key, &section))?;
+        if !verdict.kept_everything() {
+            bail!("the platform lost or broke something; see {}", report.display());
+        }
+        return Ok(());
+    }
 
     println!("health checks at {}/s for {} s", options.rate, options.seconds);
     let health = k6.run("health", options.rate, options.seconds, 10, &platform)?;
@@ -196,7 +267,10 @@ pub fn run(root: &Path, args: &[String]) -> anyhow::Result<()> {
     println!("\n{section}");
     let report = root.join("loadtest/REPORT.md");
     let existing = std::fs::read_to_string(&report).unwrap_or_default();
-    std::fs::write(&report, replace_section(&existing, options.backend, &section))?;
+    std::fs::write(
+        &report,
+        replace_section(&existing, options.backend.name(), &section),
+    )?;
     println!("written to {}", report.display());
     Ok(())
 }
@@ -238,6 +312,13 @@ impl Process {
             .find_map(|line| line.strip_prefix("VmRSS:"))
             .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap_or(0)
+    }
+
+    /// SIGKILL, then a wait for the exit.
+    fn kill(&self) {
+        let mut child = self.child.borrow_mut();
+        let _ = child.kill();
+        let _ = child.wait();
     }
 
     /// SIGTERM, then a wait for the exit.
@@ -382,6 +463,8 @@ struct K6 {
     ports: BTreeMap<&'static str, u16>,
     token: String,
     manager_token: String,
+    /// CPU of the platform's processes and of k6 in the last run.
+    last_cpu: std::cell::Cell<(Vec<(String, Duration)>, Duration)>,
 }
 
 /// What one k6 run measured.
@@ -415,7 +498,35 @@ impl K6 {
         cars: u32,
         platform: &[&Process],
     ) -> anyhow::Result<Run> {
-        let points = self.work.join(format!("{script}-{rate}.json"));
+        self.run_with(script, rate, seconds, cars, platform, &[], None)?;
+        let mut run = read_points(&self.points(script, rate))?;
+        run.offered = rate;
+        run.seconds = seconds;
+        let cpu = self.last_cpu.take();
+        run.platform_cpu = cpu.0.iter().map(|(_, cpu)| *cpu).sum();
+        run.cpu_by_process = cpu.0;
+        run.k6_cpu = cpu.1;
+        Ok(run)
+    }
+
+    fn points(&self, script: &str, rate: u32) -> PathBuf {
+        self.work.join(format!("{script}-{rate}.json"))
+    }
+
+    /// Runs `script` with `extra` settings, calling `halfway` once halfway through, and
+    /// returns the path of k6's log.
+    #[allow(clippy::too_many_arguments)]
+    fn run_with(
+        &self,
+        script: &str,
+        rate: u32,
+        seconds: u32,
+        cars: u32,
+        platform: &[&Process],
+        extra: &[(&str, &str)],
+        mut halfway: Option<&mut dyn FnMut() -> anyhow::Result<()>>,
+    ) -> anyhow::Result<PathBuf> {
+        let points = self.points(script, rate);
         let mut command = Command::new(&self.binary);
         command
             .args(["run", "--quiet", "--no-summary", "--out"])
@@ -428,7 +539,8 @@ impl K6 {
             .env("MAX_VUS", rate.clamp(100, 1500).to_string())
             .env("TOKEN", &self.token)
             .env("MANAGER_TOKEN", &self.manager_token)
-            .env("K6_NO_USAGE_REPORT", "true");
+            .env("K6_NO_USAGE_REPORT", "true")
+            .envs(extra.iter().copied());
         for (service, port) in &self.ports {
             command.env(
                 format!("{}_ADDR", service.to_uppercase()),
@@ -436,11 +548,18 @@ impl K6 {
             );
         }
         let before: Vec<Duration> = platform.iter().map(|p| p.cpu()).collect();
-        let k6 = Process::spawn(&format!("k6-{script}-{rate}"), &mut command, &self.work)?;
+        let name = format!("k6-{script}-{rate}");
+        let k6 = Process::spawn(&name, &mut command, &self.work)?;
+        let started = Instant::now();
         let mut k6_cpu = Duration::ZERO;
         let status = loop {
             if let Some(status) = k6.child.borrow_mut().try_wait()? {
                 break status;
+            }
+            if started.elapsed() >= Duration::from_secs(u64::from(seconds) / 2 + 5)
+                && let Some(halfway) = halfway.take()
+            {
+                halfway()?;
             }
             k6_cpu = k6_cpu.max(k6.cpu());
             std::thread::sleep(Duration::from_millis(100));
@@ -457,13 +576,8 @@ impl K6 {
                 self.work.display()
             );
         }
-        let mut run = read_points(&points)?;
-        run.offered = rate;
-        run.seconds = seconds;
-        run.platform_cpu = cpu_by_process.iter().map(|(_, cpu)| *cpu).sum();
-        run.cpu_by_process = cpu_by_process;
-        run.k6_cpu = k6_cpu;
-        Ok(run)
+        self.last_cpu.set((cpu_by_process, k6_cpu));
+        Ok(self.work.join(format!("{name}.log")))
     }
 }
 
@@ -639,11 +753,11 @@ fn machine() -> String {
     )
 }
 
-/// `report` with this backend's section (between its markers) replaced by `section`, or
+/// `report` with the section of `key` (between its markers) replaced by `section`, or
 /// appended when it has none yet.
-fn replace_section(report: &str, backend: Backend, section: &str) -> String {
-    let begin = format!("<!-- bench {} -->", backend.name());
-    let end = format!("<!-- end bench {} -->", backend.name());
+fn replace_section(report: &str, key: &str, section: &str) -> String {
+    let begin = format!("<!-- bench {key} -->");
+    let end = format!("<!-- end bench {key} -->");
     let block = format!("{begin}\n{section}{end}");
     match (report.find(&begin), report.find(&end)) {
         (Some(start), Some(stop)) if start < stop => {
@@ -652,4 +766,166 @@ fn replace_section(report: &str, backend: Backend, section: &str) -> String {
         _ if report.is_empty() => format!("# Benchmark\n\n{block}\n"),
         _ => format!("{}\n{block}\n", report.trim_end()),
     }
+}
+
+/// The reservations k6 saw acknowledged (saga.js with `PRINT_RESERVED=1` logs each).
+fn acknowledged_ids(log: &Path) -> anyhow::Result<Vec<String>> {
+    let text = std::fs::read_to_string(log).with_context(|| format!("reading {}", log.display()))?;
+    Ok(text
+        .lines()
+        .filter_map(|line| line.split("msg=\"reserved ").nth(1))
+        .filter_map(|rest| rest.split('"').next())
+        .map(str::to_owned)
+        .collect())
+}
+
+/// What the platform kept of the reservations it acknowledged.
+#[derive(Debug, Default)]
+struct Verdict {
+    acknowledged: usize,
+    confirmed: usize,
+    rejected: usize,
+    /// Acknowledged, but unknown to reservation now.
+    missing: Vec<String>,
+    /// Still PAID (or otherwise not final) once the platform had time to settle.
+    unsettled: Vec<String>,
+    /// A car's day held by two confirmed reservations.
+    double_booked: Vec<String>,
+    /// A confirmed reservation not charged its price, or a rejected one not refunded.
+    money_mismatch: Vec<String>,
+}
+
+impl Verdict {
+    fn kept_everything(&self) -> bool {
+        self.missing.is_empty()
+            && self.unsettled.is_empty()
+            && self.double_booked.is_empty()
+            && self.money_mismatch.is_empty()
+    }
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let sample = |ids: &[String]| match ids.first() {
+            Some(first) => format!("{} (for example {first})", ids.len()),
+            None => "0".to_owned(),
+        };
+        writeln!(f, "| check | result |")?;
+        writeln!(f, "|---|---|")?;
+        writeln!(
+            f,
+            "| reservations acknowledged by Reserve | {} ({} CONFIRMED, {} REJECTED) |",
+            self.acknowledged, self.confirmed, self.rejected
+        )?;
+        writeln!(f, "| acknowledged but missing | {} |", sample(&self.missing))?;
+        writeln!(f, "| not final after settling | {} |", sample(&self.unsettled))?;
+        writeln!(
+            f,
+            "| a car's day booked twice | {} |",
+            sample(&self.double_booked)
+        )?;
+        writeln!(
+            f,
+            "| money not matching (confirmed not charged its price, rejected not refunded) | {} |",
+            sample(&self.money_mismatch)
+        )
+    }
+}
+
+/// Asks reservation and payment, as the customer, about every acknowledged reservation,
+/// once none of them is still on its way (or after two minutes).
+async fn check_kept(
+    ports: &BTreeMap<&'static str, u16>,
+    token: &str,
+    acknowledged: &[String],
+) -> anyhow::Result<Verdict> {
+    use rentacar_proto::{
+        payment::{GetPaymentRequest, PaymentStatus, payment_service_client::PaymentServiceClient},
+        reservation::{
+            GetReservationRequest, Reservation, ReservationStatus,
+            reservation_service_client::ReservationServiceClient,
+        },
+    };
+    let address = |service: &str| format!("http://127.0.0.1:{}", ports[service]);
+    let mut reservations = ReservationServiceClient::connect(address("reservation")).await?;
+    let mut payments = PaymentServiceClient::connect(address("payment")).await?;
+    fn signed<T>(token: &str, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        let value = format!("Bearer {token}").parse().expect("a token is ASCII");
+        request.metadata_mut().insert("authorization", value);
+        request
+    }
+
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut verdict = Verdict {
+        acknowledged: acknowledged.len(),
+        ..Verdict::default()
+    };
+    let mut found: Vec<Reservation> = Vec::new();
+    for id in acknowledged {
+        loop {
+            let answer = reservations
+                .get_reservation(signed(
+                    token,
+                    GetReservationRequest {
+                        reservation_id: id.clone(),
+                    },
+                ))
+                .await;
+            match answer {
+                Ok(response) => {
+                    let reservation = response.into_inner().reservation.unwrap_or_default();
+                    if reservation.status() == ReservationStatus::Paid && Instant::now() < deadline {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        continue;
+                    }
+                    found.push(reservation);
+                }
+                Err(status) if status.code() == tonic::Code::NotFound => verdict.missing.push(id.clone()),
+                Err(status) => bail!("GetReservation {id}: {status}"),
+            }
+            break;
+        }
+    }
+
+    let mut held = std::collections::HashMap::new();
+    for reservation in &found {
+        let id = reservation.reservation_id.clone();
+        let payment = payments
+            .get_payment(signed(
+                token,
+                GetPaymentRequest {
+                    reservation_id: id.clone(),
+                },
+            ))
+            .await
+            .with_context(|| format!("GetPayment {id}"))?
+            .into_inner()
+            .payment
+            .unwrap_or_default();
+        let charged = payment.amount == reservation.price;
+        match reservation.status() {
+            ReservationStatus::Confirmed => {
+                verdict.confirmed += 1;
+                if !(charged && payment.status() == PaymentStatus::Approved) {
+                    verdict.money_mismatch.push(id.clone());
+                }
+                let pickup = chrono::NaiveDate::parse_from_str(&reservation.pickup_date, "%Y-%m-%d")?;
+                let back = chrono::NaiveDate::parse_from_str(&reservation.return_date, "%Y-%m-%d")?;
+                for day in pickup.iter_days().take_while(|day| *day < back) {
+                    if let Some(other) = held.insert((reservation.car_number.clone(), day), id.clone()) {
+                        verdict.double_booked.push(format!("{id} and {other}"));
+                    }
+                }
+            }
+            ReservationStatus::Rejected => {
+                verdict.rejected += 1;
+                if payment.status() != PaymentStatus::Refunded {
+                    verdict.money_mismatch.push(id.clone());
+                }
+            }
+            _ => verdict.unsettled.push(id.clone()),
+        }
+    }
+    Ok(verdict)
 }
