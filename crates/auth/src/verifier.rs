@@ -1,6 +1,10 @@
 //! Turning a bearer token into a customer, or saying precisely why not.
 
-use std::{fmt, sync::Arc};
+use std::{
+    collections::HashMap,
+    fmt,
+    sync::{Arc, Mutex},
+};
 
 use jsonwebtoken::{Algorithm, Validation, errors::ErrorKind};
 use rentacar_types::FieldViolations;
@@ -15,6 +19,8 @@ use crate::{
 const CLOCK_SKEW_SECONDS: u64 = 30;
 /// A header longer than this is not a token worth parsing.
 const MAX_TOKEN_BYTES: usize = 8 * 1024;
+/// Tokens remembered as verified; past this many, the memory starts over.
+const REMEMBERED_TOKENS: usize = 10_000;
 
 /// Why a call's credentials were refused: said to the caller as UNAUTHENTICATED, except
 /// [`Rejected::KeysUnavailable`], which is the server's trouble (UNAVAILABLE).
@@ -71,6 +77,7 @@ impl Rejected {
 #[derive(Deserialize)]
 struct Identity {
     sub: String,
+    exp: u64,
     #[serde(default)]
     roles: Vec<String>,
 }
@@ -80,6 +87,10 @@ pub struct Verifier {
     keys: KeySet,
     issuer: String,
     audience: String,
+    /// Tokens that verified, with their expiry (seconds since the epoch). A client sends
+    /// the same token with every call until it expires, and checking its signature again
+    /// (tens of microseconds for ES256 or RS256) would be the costliest part of most calls.
+    verified: Mutex<HashMap<Arc<str>, (Customer, u64)>>,
 }
 
 impl fmt::Debug for Verifier {
@@ -98,6 +109,7 @@ impl Verifier {
             keys: KeySet::new(jwks)?,
             issuer: issuer.to_owned(),
             audience: audience.to_owned(),
+            verified: Mutex::default(),
         })
     }
 
@@ -124,6 +136,26 @@ impl Verifier {
                 "longer than {MAX_TOKEN_BYTES} bytes"
             )));
         }
+        let now = jsonwebtoken::get_current_timestamp();
+        if let Some((customer, exp)) = self.verified.lock().expect("not poisoned").get(token)
+            && now <= exp + CLOCK_SKEW_SECONDS
+        {
+            return Ok(customer.clone());
+        }
+        let customer = self.check(token).await?;
+        let mut verified = self.verified.lock().expect("not poisoned");
+        if verified.len() >= REMEMBERED_TOKENS {
+            verified.retain(|_, (_, exp)| now <= *exp + CLOCK_SKEW_SECONDS);
+            if verified.len() >= REMEMBERED_TOKENS {
+                verified.clear();
+            }
+        }
+        verified.insert(customer.0.token.clone(), customer.clone());
+        Ok(customer.0)
+    }
+
+    /// Verifies `token`'s signature and claims; the customer and the token's expiry.
+    async fn check(&self, token: &str) -> Result<(Customer, u64), Rejected> {
         let header = jsonwebtoken::decode_header(token).map_err(|e| Rejected::Malformed(e.to_string()))?;
         if !matches!(header.alg, Algorithm::RS256 | Algorithm::ES256) {
             return Err(Rejected::UnsupportedAlgorithm(header.alg));
@@ -150,11 +182,12 @@ impl Verifier {
         if !violations.is_empty() {
             return Err(Rejected::BadClaims(violations.to_string()));
         }
-        Ok(Customer {
+        let customer = Customer {
             id,
             manager: identity.roles.iter().any(|role| role == MANAGER_ROLE),
             token: Arc::from(token),
-        })
+        };
+        Ok((customer, identity.exp))
     }
 
     fn rejection(&self, kind: ErrorKind) -> Rejected {
@@ -261,6 +294,27 @@ mod tests {
         }
         let err = verifier.verify(b"Basic YWxpY2U6c2VjcmV0").await.unwrap_err();
         assert_eq!(err.reason(), "TOKEN_MALFORMED");
+    }
+
+    /// A verified token is remembered, and the memory keeps its expiry: the token is
+    /// refused once it expires (beyond the clock skew), as when it was first checked.
+    #[tokio::test]
+    async fn a_remembered_token_still_expires() {
+        let dir = tempfile::tempdir().unwrap();
+        let issuer = Issuer::generate("test-issuer");
+        let verifier = verifier_of(&issuer, &dir);
+        let now = jsonwebtoken::get_current_timestamp();
+        let almost_expired = Claims {
+            exp: now - CLOCK_SKEW_SECONDS + 1,
+            ..issuer.claims("alice", false, Duration::from_secs(60))
+        };
+        let token = bearer(&issuer.sign(&almost_expired));
+        for _ in 0..2 {
+            assert_eq!(verifier.verify(&token).await.unwrap().id, "alice");
+        }
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        let err = verifier.verify(&token).await.unwrap_err();
+        assert_eq!(err.reason(), "TOKEN_EXPIRED", "{err}");
     }
 
     #[tokio::test]
