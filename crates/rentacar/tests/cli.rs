@@ -101,19 +101,36 @@ fn fleet_without_nats(data: &std::path::Path, port: u16) -> tokio::process::Comm
     command
 }
 
+/// [`fleet_without_nats`] started with `drain_ms` of drain and its output dropped.
+fn quiet_fleet(data: &std::path::Path, port: u16, drain_ms: &str) -> tokio::process::Child {
+    fleet_without_nats(data, port)
+        .env("RENTACAR_DRAIN_MS", drain_ms)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+/// Asks `child` to stop, as Kubernetes does.
+fn sigterm(child: &tokio::process::Child) {
+    let pid = child.id().unwrap().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+}
+
 /// With NATS unreachable the service is still ready (its outbox holds events). On SIGTERM
 /// it turns NOT_SERVING at once, keeps answering through the drain, then exits 0.
 #[tokio::test]
 async fn serves_without_nats_and_drains_on_sigterm() {
     let data = tempfile::tempdir().unwrap();
     let port = free_port();
-    let mut child = fleet_without_nats(data.path(), port)
-        .env("RENTACAR_DRAIN_MS", "1500")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let mut child = quiet_fleet(data.path(), port, "1500");
     wait_for_health(port, ServingStatus::Serving).await;
 
     let services = reflected_services(port).await;
@@ -129,14 +146,7 @@ async fn serves_without_nats_and_drains_on_sigterm() {
         );
     }
 
-    let pid = child.id().unwrap().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    sigterm(&child);
     wait_for_health(port, ServingStatus::NotServing).await;
     assert_eq!(
         health(port, LIVENESS).await,
@@ -155,13 +165,7 @@ async fn a_silent_peer_does_not_hold_up_the_exit() {
 
     let data = tempfile::tempdir().unwrap();
     let port = free_port();
-    let mut child = fleet_without_nats(data.path(), port)
-        .env("RENTACAR_DRAIN_MS", "0")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let mut child = quiet_fleet(data.path(), port, "0");
     wait_for_health(port, ServingStatus::Serving).await;
 
     // An HTTP/2 client preface and empty SETTINGS, then silence.
@@ -171,14 +175,7 @@ async fn a_silent_peer_does_not_hold_up_the_exit() {
         .await
         .unwrap();
 
-    let pid = child.id().unwrap().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    sigterm(&child);
     let status = tokio::time::timeout(Duration::from_secs(60), child.wait())
         .await
         .expect("the process exits although a peer keeps its connection open")
