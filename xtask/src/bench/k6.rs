@@ -20,8 +20,13 @@ pub(crate) struct K6 {
     pub(crate) ports: BTreeMap<&'static str, u16>,
     pub(crate) token: String,
     pub(crate) manager_token: String,
-    /// CPU of the platform's processes and of k6 in the last run.
-    pub(crate) last_cpu: std::cell::Cell<(Vec<(String, Duration)>, Duration)>,
+}
+
+/// What a k6 run left: its log, and the CPU its platform's processes and k6 itself used.
+pub(crate) struct Ran {
+    pub(crate) log: PathBuf,
+    cpu_by_process: Vec<(String, Duration)>,
+    k6_cpu: Duration,
 }
 
 /// What one k6 run measured.
@@ -55,14 +60,13 @@ impl K6 {
         cars: u32,
         platform: &[&Process],
     ) -> anyhow::Result<Run> {
-        self.run_with(script, rate, seconds, cars, platform, &[], None)?;
+        let ran = self.run_with(script, rate, seconds, cars, platform, &[], None)?;
         let mut run = read_points(&self.points(script, rate))?;
         run.offered = rate;
         run.seconds = seconds;
-        let cpu = self.last_cpu.take();
-        run.platform_cpu = cpu.0.iter().map(|(_, cpu)| *cpu).sum();
-        run.cpu_by_process = cpu.0;
-        run.k6_cpu = cpu.1;
+        run.platform_cpu = ran.cpu_by_process.iter().map(|(_, cpu)| *cpu).sum();
+        run.cpu_by_process = ran.cpu_by_process;
+        run.k6_cpu = ran.k6_cpu;
         Ok(run)
     }
 
@@ -70,8 +74,7 @@ impl K6 {
         self.work.join(format!("{script}-{rate}.json"))
     }
 
-    /// Runs `script` with `extra` settings, calling `halfway` once halfway through, and
-    /// returns the path of k6's log.
+    /// Runs `script` with `extra` settings, calling `halfway` once halfway through.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn run_with(
         &self,
@@ -82,7 +85,7 @@ impl K6 {
         platform: &[&Process],
         extra: &[(&str, &str)],
         mut halfway: Option<&mut dyn FnMut() -> anyhow::Result<()>>,
-    ) -> anyhow::Result<PathBuf> {
+    ) -> anyhow::Result<Ran> {
         let points = self.points(script, rate);
         let mut command = Command::new(&self.binary);
         command
@@ -133,8 +136,11 @@ impl K6 {
                 self.work.display()
             );
         }
-        self.last_cpu.set((cpu_by_process, k6_cpu));
-        Ok(self.work.join(format!("{name}.log")))
+        Ok(Ran {
+            log: self.work.join(format!("{name}.log")),
+            cpu_by_process,
+            k6_cpu,
+        })
     }
 }
 

@@ -185,7 +185,6 @@ pub fn run(root: &Path, args: &[String]) -> anyhow::Result<()> {
         ports: ports.clone(),
         token,
         manager_token,
-        last_cpu: Default::default(),
     };
 
     if let Some(victim) = &options.kill {
@@ -211,7 +210,7 @@ pub fn run(root: &Path, args: &[String]) -> anyhow::Result<()> {
             Ok(())
         };
         let cars = options.rate * options.seconds / 300 + 10;
-        let log = k6.run_with(
+        let ran = k6.run_with(
             "saga",
             options.rate,
             options.seconds,
@@ -220,7 +219,7 @@ pub fn run(root: &Path, args: &[String]) -> anyhow::Result<()> {
             &[("PRINT_RESERVED", "1")],
             Some(&mut kill_and_restart),
         )?;
-        let acknowledged = kept::acknowledged_ids(&log)?;
+        let acknowledged = kept::acknowledged_ids(&ran.log)?;
         let verdict = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?
