@@ -125,3 +125,24 @@ pub fn is_transient(err: &DbErr) -> bool {
         _ => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::{ConnectionTrait, Statement};
+
+    /// The build turns on SQLite's query planner stability guarantee (`.cargo/config.toml`):
+    /// without it, a query with a bound LIMIT is parsed and planned again at every run.
+    #[tokio::test]
+    async fn sqlite_is_built_to_plan_a_statement_once() {
+        let db = super::connect("sqlite::memory:").await.unwrap();
+        let pragma = Statement::from_string(db.get_database_backend(), "PRAGMA compile_options");
+        let options: Vec<String> = db
+            .query_all_raw(pragma)
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.try_get_by_index(0).unwrap())
+            .collect();
+        assert!(options.iter().any(|o| o == "ENABLE_QPSG"), "{options:?}");
+    }
+}
