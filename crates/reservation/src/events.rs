@@ -118,6 +118,16 @@ impl Handler for SagaHandler {
             Some(Payload::PaymentCanceled(refund)) => (&refund.reservation_id, Status::Canceled, None),
             _ => return Ok(()),
         };
+        // A booking confirming a paid reservation, the common case, is one statement.
+        if matches!(event.payload, Some(Payload::CarBooked(_)))
+            && let Some(moved) = store::transition(txn, &self.outbox, reservation_id, to, None, |r| {
+                outcome(to, None, r)
+            })
+            .await?
+        {
+            self.moved(&moved);
+            return Ok(());
+        }
         let Some(reservation) = ours(reservation_id, store::find_any(txn, reservation_id).await)? else {
             return Ok(());
         };
@@ -133,36 +143,19 @@ impl Handler for SagaHandler {
             }
             _ => (to, reason),
         };
-        let payload = match to {
-            Status::Confirmed => Payload::ReservationConfirmed(ReservationConfirmed {
-                reservation_id: reservation.reservation_id.clone(),
-                customer_id: reservation.customer_id.clone(),
-            }),
-            Status::Canceled => Payload::ReservationCanceled(ReservationCanceled {
-                reservation_id: reservation.reservation_id.clone(),
-                customer_id: reservation.customer_id.clone(),
-                car_number: reservation.car_number.clone(),
-            }),
-            _ => Payload::ReservationRejected(ReservationRejected {
-                reservation_id: reservation.reservation_id.clone(),
-                customer_id: reservation.customer_id.clone(),
-                reason: reason.unwrap_or_default().to_owned(),
-            }),
-        };
         // A reservation canceled meanwhile, or an event seen before, moves nothing.
-        if store::transition(txn, &self.outbox, reservation_id, to, reason, payload).await? {
-            self.changed.lock().expect("not poisoned").push((
-                reservation_id.clone(),
-                to,
-                reservation.created_at_ms,
-            ));
-        } else {
-            tracing::info!(
+        match store::transition(txn, &self.outbox, reservation_id, to, reason, |r| {
+            outcome(to, reason, r)
+        })
+        .await?
+        {
+            Some(moved) => self.moved(&moved),
+            None => tracing::info!(
                 reservation_id,
                 status = reservation.status.as_str(),
                 wanted = to.as_str(),
                 "event leaves the reservation as it is"
-            );
+            ),
         }
         Ok(())
     }
@@ -173,6 +166,37 @@ impl Handler for SagaHandler {
             self.changes.notify(&id);
             self.metrics.ended(to, created_at_ms);
         }
+    }
+}
+
+impl SagaHandler {
+    /// Remembers a change of the transaction in progress, to count once it commits.
+    fn moved(&self, reservation: &Reservation) {
+        self.changed.lock().expect("not poisoned").push((
+            reservation.reservation_id.clone(),
+            reservation.status,
+            reservation.created_at_ms,
+        ));
+    }
+}
+
+/// The event of a reservation's move to `to`.
+fn outcome(to: Status, reason: Option<&str>, reservation: &Reservation) -> Payload {
+    match to {
+        Status::Confirmed => Payload::ReservationConfirmed(ReservationConfirmed {
+            reservation_id: reservation.reservation_id.clone(),
+            customer_id: reservation.customer_id.clone(),
+        }),
+        Status::Canceled => Payload::ReservationCanceled(ReservationCanceled {
+            reservation_id: reservation.reservation_id.clone(),
+            customer_id: reservation.customer_id.clone(),
+            car_number: reservation.car_number.clone(),
+        }),
+        _ => Payload::ReservationRejected(ReservationRejected {
+            reservation_id: reservation.reservation_id.clone(),
+            customer_id: reservation.customer_id.clone(),
+            reason: reason.unwrap_or_default().to_owned(),
+        }),
     }
 }
 

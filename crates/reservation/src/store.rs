@@ -188,18 +188,24 @@ pub async fn mark_paid(
     payment_id: &str,
 ) -> Result<Reservation, Error> {
     let txn = db::begin_write(db).await?;
+    // The row comes back with the update: one statement where it is still pending.
     let updated = reservation::Entity::update_many()
         .col_expr(reservation::Column::Status, Expr::value(Status::Paid.as_str()))
         .col_expr(reservation::Column::PaymentId, Expr::value(payment_id))
         .col_expr(reservation::Column::UpdatedAtMs, Expr::value(now_ms()))
         .filter(reservation::Column::ReservationId.eq(reservation_id))
         .filter(reservation::Column::Status.eq(Status::PendingPayment.as_str()))
-        .exec(&txn)
-        .await?;
-    let reservation = find_any(&txn, reservation_id)
+        .exec_with_returning(&txn)
         .await?
-        .ok_or_else(|| Error::ReservationNotFound(reservation_id.to_owned()))?;
-    if updated.rows_affected == 1 {
+        .pop();
+    let paid_here = updated.is_some();
+    let reservation = match updated {
+        Some(row) => Reservation::try_from(row)?,
+        None => find_any(&txn, reservation_id)
+            .await?
+            .ok_or_else(|| Error::ReservationNotFound(reservation_id.to_owned()))?,
+    };
+    if paid_here {
         let event = Payload::ReservationPaid(ReservationPaid {
             reservation_id: reservation.reservation_id.clone(),
             customer_id: reservation.customer_id.clone(),
@@ -272,17 +278,18 @@ pub async fn stale_pending(db: &DatabaseConnection, before_ms: i64) -> Result<Ve
         .collect::<Result<_, _>>()?)
 }
 
-/// Moves a reservation to `to` if its current state allows it, storing `event` with the
-/// change. Returns whether it moved: a concurrent change or a replayed event finds it in a
-/// state it cannot leave that way, and nothing happens.
+/// Moves a reservation to `to` if its current state allows it, storing the event `event`
+/// makes of it with the change. Returns the reservation as it now is if it moved: a
+/// concurrent change or a replayed event finds it in a state it cannot leave that way, and
+/// nothing happens.
 pub async fn transition(
     txn: &impl ConnectionTrait,
     outbox: &Outbox,
     reservation_id: &str,
     to: Status,
     rejection_reason: Option<&str>,
-    event: Payload,
-) -> Result<bool, DbErr> {
+    event: impl FnOnce(&Reservation) -> Payload,
+) -> Result<Option<Reservation>, DbErr> {
     let from: Vec<&str> = Status::sources_of(to).into_iter().map(Status::as_str).collect();
     let mut update = reservation::Entity::update_many()
         .col_expr(reservation::Column::Status, Expr::value(to.as_str()))
@@ -290,19 +297,22 @@ pub async fn transition(
     if let Some(reason) = rejection_reason {
         update = update.col_expr(reservation::Column::RejectionReason, Expr::value(reason));
     }
-    let updated = update
+    // The row comes back with the update, so the event needs no read of its own.
+    let Some(row) = update
         .filter(reservation::Column::ReservationId.eq(reservation_id))
         .filter(reservation::Column::Status.is_in(from))
-        .exec(txn)
-        .await?;
-    if updated.rows_affected == 0 {
-        return Ok(false);
-    }
+        .exec_with_returning(txn)
+        .await?
+        .pop()
+    else {
+        return Ok(None);
+    };
+    let moved = Reservation::try_from(row)?;
     outbox
-        .store(txn, &Event::new(SERVICE, reservation_id, event))
+        .store(txn, &Event::new(SERVICE, reservation_id, event(&moved)))
         .await?;
     tracing::info!(reservation_id, status = to.as_str(), "reservation changed");
-    Ok(true)
+    Ok(Some(moved))
 }
 
 /// Cancels a reservation with its `reservation.canceled` event and returns it as it now is,
@@ -319,26 +329,32 @@ pub async fn cancel(
     reservation: &Reservation,
 ) -> Result<(Reservation, bool), Error> {
     let txn = db::begin_write(db).await?;
-    let event = Payload::ReservationCanceled(ReservationCanceled {
-        reservation_id: reservation.reservation_id.clone(),
-        customer_id: reservation.customer_id.clone(),
-        car_number: reservation.car_number.clone(),
-    });
-    let changed = transition(
+    let canceled = transition(
         &txn,
         outbox,
         &reservation.reservation_id,
         Status::Canceled,
         None,
-        event,
+        |r| {
+            Payload::ReservationCanceled(ReservationCanceled {
+                reservation_id: r.reservation_id.clone(),
+                customer_id: r.customer_id.clone(),
+                car_number: r.car_number.clone(),
+            })
+        },
     )
     .await?;
     txn.commit().await?;
     outbox.wake();
-    let now = find(db, &reservation.reservation_id)
-        .await?
-        .ok_or_else(|| Error::ReservationNotFound(reservation.reservation_id.clone()))?;
-    Ok((now, changed))
+    match canceled {
+        Some(now) => Ok((now, true)),
+        None => {
+            let now = find(db, &reservation.reservation_id)
+                .await?
+                .ok_or_else(|| Error::ReservationNotFound(reservation.reservation_id.clone()))?;
+            Ok((now, false))
+        }
+    }
 }
 
 /// One page of a customer's reservations, newest first, and the cursor of the next page.
