@@ -106,6 +106,11 @@ impl<S> Host<S> {
         })
     }
 
+    /// The NATS connection, for subscriptions outside JetStream.
+    pub fn nats(&self) -> async_nats::Client {
+        self.js.client()
+    }
+
     /// What the service keeps its state in.
     pub fn state(&self) -> &S {
         &self.state

@@ -18,7 +18,7 @@ use crate::{
     metrics::SagaMetrics,
     payment::PaymentClient,
     store,
-    watch::{self, Changes, WatchStream},
+    watch::{Changes, WatchStream},
 };
 
 pub struct ReservationApi {
@@ -121,9 +121,13 @@ impl ReservationService for ReservationApi {
         let mut violations = FieldViolations::new();
         let id = violations.id("reservation_id", &request.get_ref().reservation_id);
         violations.check(()).map_err(Error::from)?;
+        let watch = self.changes.watch(&id)?;
         let current = self.find_for(&caller, id).await?;
-        let stream = watch::watch(self.db.clone(), &self.changes, current, self.shutdown.clone())?;
-        Ok(Response::new(stream))
+        Ok(Response::new(watch.stream(
+            self.db.clone(),
+            current,
+            self.shutdown.clone(),
+        )))
     }
 
     async fn reserve(

@@ -90,6 +90,8 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         events::CatalogHandler,
     );
     let changes = watch::Changes::default();
+    let nats = host.nats();
+    host.spawn(|stop| changes.clone().follow(nats, stop));
     let saga_metrics = metrics::SagaMetrics::new();
     let saga = events::SagaHandler {
         db: host.db(),
