@@ -1,17 +1,17 @@
 //! Booking a car's dates for paid reservations, and freeing them when a payment is refunded.
 //!
 //! Each booked day is a row keyed by (car, day), so two reservations can never hold the same
-//! day: the second insert fails on the key, inside a savepoint, and becomes a rejection.
+//! day: the second reservation finds a day taken, gives back the days it got, and is rejected.
 //! Every decision is also recorded per reservation, so a replayed or late event finds it
 //! and changes nothing.
 
 use rentacar_events::{Event, Outbox, Payload};
 use rentacar_proto::events::{BookingRejected, CarBooked, CarReleased, PaymentApproved, PaymentCanceled};
-use rentacar_runtime::db;
 use rentacar_types::{FieldViolations, RentalPeriod};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseTransaction, DbErr, EntityTrait, QueryFilter, TransactionTrait,
-    sea_query::Expr,
+    ActiveValue::Set,
+    ColumnTrait, DatabaseTransaction, DbErr, EntityTrait, QueryFilter,
+    sea_query::{Expr, OnConflict},
 };
 
 use crate::{SERVICE, store::car};
@@ -113,7 +113,7 @@ async fn hold_days(txn: &DatabaseTransaction, paid: &PaymentApproved) -> Result<
     {
         return Ok(Some(format!("car {} is not registered", paid.car_number)));
     }
-    let days = period
+    let days: Vec<_> = period
         .pickup()
         .iter_days()
         .take(period.days() as usize)
@@ -121,36 +121,42 @@ async fn hold_days(txn: &DatabaseTransaction, paid: &PaymentApproved) -> Result<
             car_number: Set(paid.car_number.clone()),
             day: Set(day.to_string()),
             reservation_id: Set(paid.reservation_id.clone()),
-        });
-    let savepoint = txn.begin().await?;
-    match booked_day::Entity::insert_many(days)
-        .exec_without_returning(&savepoint)
-        .await
-    {
-        Ok(_) => {
-            savepoint.commit().await?;
-            Ok(None)
-        }
-        Err(err) if db::is_unique_violation(&err) => {
-            savepoint.rollback().await?;
-            let holder = booked_day::Entity::find()
-                .filter(booked_day::Column::CarNumber.eq(paid.car_number.as_str()))
-                .filter(booked_day::Column::Day.gte(period.pickup().to_string()))
-                .filter(booked_day::Column::Day.lt(period.return_date().to_string()))
-                .one(txn)
-                .await?;
-            // The other reservation is logged, not told: the reason reaches this customer.
-            if let Some(day) = &holder {
-                tracing::info!(reservation_id = %paid.reservation_id, held_by = %day.reservation_id, day = %day.day, "day already held");
-            }
-            let first_taken = holder.map(|d| format!(" on {}", d.day)).unwrap_or_default();
-            Ok(Some(format!(
-                "car {} is already booked{first_taken}",
-                paid.car_number
-            )))
-        }
-        Err(err) => Err(err),
+        })
+        .collect();
+    let wanted = days.len() as u64;
+    // A day another reservation holds is skipped rather than failed on: one statement
+    // books the free dates, and nothing needs undoing by a savepoint.
+    let held = booked_day::Entity::insert_many(days)
+        .on_conflict(
+            OnConflict::columns([booked_day::Column::CarNumber, booked_day::Column::Day])
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(txn)
+        .await?;
+    if held == wanted {
+        return Ok(None);
     }
+    // Some day is taken: the days just held go back.
+    booked_day::Entity::delete_many()
+        .filter(booked_day::Column::ReservationId.eq(paid.reservation_id.as_str()))
+        .exec(txn)
+        .await?;
+    let holder = booked_day::Entity::find()
+        .filter(booked_day::Column::CarNumber.eq(paid.car_number.as_str()))
+        .filter(booked_day::Column::Day.gte(period.pickup().to_string()))
+        .filter(booked_day::Column::Day.lt(period.return_date().to_string()))
+        .one(txn)
+        .await?;
+    // The other reservation is logged, not told: the reason reaches this customer.
+    if let Some(day) = &holder {
+        tracing::info!(reservation_id = %paid.reservation_id, held_by = %day.reservation_id, day = %day.day, "day already held");
+    }
+    let first_taken = holder.map(|d| format!(" on {}", d.day)).unwrap_or_default();
+    Ok(Some(format!(
+        "car {} is already booked{first_taken}",
+        paid.car_number
+    )))
 }
 
 async fn record(

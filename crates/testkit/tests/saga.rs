@@ -96,6 +96,13 @@ async fn end_to_end(backend: Backend) -> anyhow::Result<()> {
         payment_status(&platform, &late.reservation_id).await?,
         PaymentStatus::Refunded
     );
+    // It holds none of its days: the one that was free is booked next.
+    let after = reservations
+        .reserve(reserve("e-4", "ivan", "1111", day(6), day(7)))
+        .await?;
+    let after = after.into_inner().reservation.unwrap();
+    let after = platform.watch_until(&after.reservation_id, settled).await?;
+    assert_eq!(after.status(), ReservationStatus::Confirmed);
 
     // Illegal transitions are refused.
     let cancel = CancelReservationRequest {
