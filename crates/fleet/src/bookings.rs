@@ -63,16 +63,14 @@ const RELEASED: &str = "RELEASED";
 
 /// Books the dates of a paid reservation, or rejects it with a reason.
 pub async fn book(txn: &DatabaseTransaction, outbox: &Outbox, paid: &PaymentApproved) -> Result<(), DbErr> {
-    if booking::Entity::find_by_id(paid.reservation_id.clone())
-        .one(txn)
-        .await?
-        .is_some()
-    {
+    if !record(txn, paid).await? {
         // Decided before (or canceled before the approval arrived): nothing to do.
         return Ok(());
     }
     let rejection = hold_days(txn, paid).await?;
-    record(txn, paid, rejection.as_deref()).await?;
+    if let Some(reason) = &rejection {
+        record_rejection(txn, paid, reason).await?;
+    }
     let payload = match rejection {
         None => {
             tracing::info!(reservation_id = %paid.reservation_id, car_number = %paid.car_number, "dates booked");
@@ -159,22 +157,40 @@ async fn hold_days(txn: &DatabaseTransaction, paid: &PaymentApproved) -> Result<
     )))
 }
 
-async fn record(
-    txn: &DatabaseTransaction,
-    paid: &PaymentApproved,
-    rejection: Option<&str>,
-) -> Result<(), DbErr> {
-    booking::Entity::insert(booking::ActiveModel {
+/// Records the decision about a paid reservation as BOOKED, before its days are held;
+/// returns false when one was recorded before, which stands.
+async fn record(txn: &DatabaseTransaction, paid: &PaymentApproved) -> Result<bool, DbErr> {
+    let recorded = booking::Entity::insert(booking::ActiveModel {
         reservation_id: Set(paid.reservation_id.clone()),
         car_number: Set(paid.car_number.clone()),
         pickup_date: Set(paid.pickup_date.clone()),
         return_date: Set(paid.return_date.clone()),
-        status: Set(if rejection.is_some() { REJECTED } else { BOOKED }.to_owned()),
-        reason: Set(rejection.map(str::to_owned)),
+        status: Set(BOOKED.to_owned()),
+        reason: Set(None),
         updated_at_ms: Set(chrono::Utc::now().timestamp_millis()),
     })
+    .on_conflict(
+        OnConflict::column(booking::Column::ReservationId)
+            .do_nothing()
+            .to_owned(),
+    )
     .exec_without_returning(txn)
     .await?;
+    Ok(recorded == 1)
+}
+
+/// Turns the decision just recorded into a rejection, with its reason.
+async fn record_rejection(
+    txn: &DatabaseTransaction,
+    paid: &PaymentApproved,
+    reason: &str,
+) -> Result<(), DbErr> {
+    booking::Entity::update_many()
+        .col_expr(booking::Column::Status, Expr::value(REJECTED))
+        .col_expr(booking::Column::Reason, Expr::value(reason))
+        .filter(booking::Column::ReservationId.eq(paid.reservation_id.as_str()))
+        .exec(txn)
+        .await?;
     Ok(())
 }
 
