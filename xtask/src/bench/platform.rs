@@ -20,7 +20,11 @@ pub(crate) struct Process {
 
 impl Process {
     pub(crate) fn spawn(name: &str, command: &mut Command, work: &Path) -> anyhow::Result<Self> {
-        let log = std::fs::File::create(work.join(format!("{name}.log")))?;
+        // Appended to: a service started again goes on in the same log.
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(work.join(format!("{name}.log")))?;
         let child = command
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -91,7 +95,9 @@ fn cpu_of(pid: u32) -> Duration {
 }
 
 /// Each service's database: SQLite files in the work folder, or fresh PostgreSQL databases
-/// (at `RENTACAR_BENCH_POSTGRES_URL`, default the local server) dropped afterwards.
+/// (at `RENTACAR_BENCH_POSTGRES_URL`, default the local server) dropped afterwards. The local
+/// server is reached without TLS: over loopback it would add nothing but the server's
+/// handshake to each new connection (tens of milliseconds each).
 pub(crate) struct Databases {
     pub(crate) backend: Backend,
     pub(crate) work: PathBuf,
@@ -102,7 +108,7 @@ pub(crate) struct Databases {
 impl Databases {
     pub(crate) fn create(backend: Backend, work: &Path) -> anyhow::Result<Self> {
         let admin_url = std::env::var("RENTACAR_BENCH_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable".to_owned());
         let databases = Self {
             backend,
             work: work.to_owned(),
@@ -121,11 +127,10 @@ impl Databases {
         match self.backend {
             Backend::Sqlite => format!("sqlite://{}/{service}.db?mode=rwc", self.work.display()),
             Backend::Postgres => {
-                let base = self
-                    .admin_url
-                    .rsplit_once('/')
-                    .map_or(&*self.admin_url, |(base, _)| base);
-                format!("{base}/{}_{service}", self.prefix)
+                // The admin URL with the database swapped, its parameters kept.
+                let (base, database) = self.admin_url.rsplit_once('/').unwrap_or((&self.admin_url, ""));
+                let parameters = database.find('?').map_or("", |at| &database[at..]);
+                format!("{base}/{}_{service}{parameters}", self.prefix)
             }
         }
     }

@@ -2,7 +2,7 @@
 
 use std::{fmt::Write as _, process::Command, time::Duration};
 
-use super::{Options, k6::Run, platform::Process};
+use super::{Options, SERVICES, k6::Run, platform::Process};
 
 fn percentile(values: &[f64], p: f64) -> Option<f64> {
     if values.is_empty() {
@@ -21,6 +21,7 @@ fn ms(value: Option<f64>) -> String {
 pub(crate) fn report_section(
     options: &Options,
     services: &[(Process, Duration)],
+    restarts: &[Duration],
     idle_rss: &[u64],
     health: &Run,
     saga: &Run,
@@ -95,14 +96,17 @@ pub(crate) fn report_section(
         share(saturated)
     );
     let _ = writeln!(s);
-    let _ = writeln!(s, "| service | start to SERVING | idle RSS |");
-    let _ = writeln!(s, "|---|---|---|");
-    for ((process, start), rss) in services.iter().zip(idle_rss) {
+    let _ = writeln!(
+        s,
+        "| service | start to SERVING, new database | start to SERVING, again | idle RSS |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|");
+    for (((service, (_, first)), again), rss) in SERVICES.iter().zip(services).zip(restarts).zip(idle_rss) {
         let _ = writeln!(
             s,
-            "| {} | {} ms | {:.1} MB |",
-            process.name,
-            start.as_millis(),
+            "| {service} | {} ms | {} ms | {:.1} MB |",
+            first.as_millis(),
+            again.as_millis(),
             *rss as f64 / 1024.0
         );
     }
