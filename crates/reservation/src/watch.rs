@@ -210,8 +210,52 @@ async fn send(
 #[cfg(test)]
 mod tests {
     use futures::FutureExt;
+    use rentacar_events::{Event, Payload, nats_server::NatsServer};
+    use rentacar_proto::events::ReservationCanceled;
 
     use super::*;
+
+    /// A change reaches the watches of every replica through its event, whichever replica
+    /// made it.
+    #[tokio::test]
+    async fn an_event_wakes_the_watches_of_its_reservation() {
+        let binary = NatsServer::find_binary().expect("nats-server: set RENTACAR_NATS_SERVER");
+        let store = tempfile::tempdir().unwrap();
+        let nats = NatsServer::start(&binary, 0, store.path()).await.unwrap();
+        let client = async_nats::connect(nats.url()).await.unwrap();
+        let changes = Changes::default();
+        let stop = CancellationToken::new();
+        tokio::spawn(changes.clone().follow(client.clone(), stop.clone()));
+        let watched = changes.watch("r-1").unwrap();
+        let other = changes.watch("r-2").unwrap();
+
+        let canceled = Event::new(
+            "reservation",
+            "r-1",
+            Payload::ReservationCanceled(ReservationCanceled {
+                reservation_id: "r-1".into(),
+                ..Default::default()
+            }),
+        );
+        // Sent again until it is seen: the subscription starts in the background.
+        let seen = async {
+            loop {
+                client
+                    .publish(canceled.subject(), canceled.encode().into())
+                    .await
+                    .unwrap();
+                tokio::select! {
+                    _ = watched.woken.notified() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(30), seen)
+            .await
+            .expect("the watch of r-1 was never woken");
+        assert!(other.woken.notified().now_or_never().is_none());
+        stop.cancel();
+    }
 
     #[test]
     fn a_change_wakes_the_watches_of_its_reservation_alone() {
