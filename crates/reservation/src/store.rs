@@ -198,12 +198,14 @@ pub async fn mark_paid(
         .exec_with_returning(&txn)
         .await?
         .pop();
-    let paid_here = updated.is_some();
-    let reservation = match updated {
-        Some(row) => Reservation::try_from(row)?,
-        None => find_any(&txn, reservation_id)
-            .await?
-            .ok_or_else(|| Error::ReservationNotFound(reservation_id.to_owned()))?,
+    let (reservation, paid_here) = match updated {
+        Some(row) => (Reservation::try_from(row)?, true),
+        None => {
+            let found = find_any(&txn, reservation_id)
+                .await?
+                .ok_or_else(|| Error::ReservationNotFound(reservation_id.to_owned()))?;
+            (found, false)
+        }
     };
     if paid_here {
         let event = Payload::ReservationPaid(ReservationPaid {

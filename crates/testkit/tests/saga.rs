@@ -7,7 +7,9 @@ use async_nats::HeaderMap;
 use rentacar_proto::{
     common::Money,
     payment::{GetPaymentRequest, PayRequest, PaymentStatus, Rental},
-    reservation::{CancelReservationRequest, GetReservationRequest, Reservation, ReservationStatus},
+    reservation::{
+        CancelReservationRequest, GetReservationRequest, Reservation, ReservationStatus, ReserveRequest,
+    },
 };
 use rentacar_reservation::domain::ReserveCommand;
 use rentacar_testkit::{Backend, Platform, Svc, day, eventually, register_car, reserve};
@@ -18,6 +20,19 @@ fn settled(r: &Reservation) -> bool {
         r.status(),
         ReservationStatus::Confirmed | ReservationStatus::Rejected
     )
+}
+
+/// Reserves with `request` and waits until fleet's decision settles the reservation.
+async fn reserve_and_settle(platform: &Platform, request: ReserveRequest) -> anyhow::Result<Reservation> {
+    let made = platform
+        .reservation()
+        .await
+        .reserve(request)
+        .await?
+        .into_inner()
+        .reservation
+        .expect("a reservation");
+    platform.watch_until(&made.reservation_id, settled).await
 }
 
 async fn payment_status(platform: &Platform, reservation_id: &str) -> anyhow::Result<PaymentStatus> {
@@ -73,19 +88,11 @@ async fn end_to_end(backend: Backend) -> anyhow::Result<()> {
         (platform.messages_on("rentacar.fleet.car_released").await.ok()? == 1).then_some(())
     })
     .await;
-    let again = reservations
-        .reserve(reserve("e-2", "hank", "1111", day(3), day(6)))
-        .await?;
-    let again = again.into_inner().reservation.unwrap();
-    let again = platform.watch_until(&again.reservation_id, settled).await?;
+    let again = reserve_and_settle(&platform, reserve("e-2", "hank", "1111", day(3), day(6))).await?;
     assert_eq!(again.status(), ReservationStatus::Confirmed);
 
     // An overlapping one is rejected, with the reason, and its payment refunded.
-    let late = reservations
-        .reserve(reserve("e-3", "ivan", "1111", day(5), day(7)))
-        .await?;
-    let late = late.into_inner().reservation.unwrap();
-    let late = platform.watch_until(&late.reservation_id, settled).await?;
+    let late = reserve_and_settle(&platform, reserve("e-3", "ivan", "1111", day(5), day(7))).await?;
     assert_eq!(late.status(), ReservationStatus::Rejected);
     assert!(
         late.rejection_reason.contains("already booked"),
@@ -97,11 +104,7 @@ async fn end_to_end(backend: Backend) -> anyhow::Result<()> {
         PaymentStatus::Refunded
     );
     // It holds none of its days: the one that was free is booked next.
-    let after = reservations
-        .reserve(reserve("e-4", "ivan", "1111", day(6), day(7)))
-        .await?;
-    let after = after.into_inner().reservation.unwrap();
-    let after = platform.watch_until(&after.reservation_id, settled).await?;
+    let after = reserve_and_settle(&platform, reserve("e-4", "ivan", "1111", day(6), day(7))).await?;
     assert_eq!(after.status(), ReservationStatus::Confirmed);
 
     // Illegal transitions are refused.
