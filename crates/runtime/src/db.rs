@@ -9,12 +9,20 @@ use sea_orm::{
 use sea_orm_migration::MigratorTrait;
 use tokio_util::sync::CancellationToken;
 
+/// How long a pooled connection may sit unused before it is checked on its next use.
+const PING_IF_IDLE_FOR: Duration = Duration::from_secs(30);
+
 /// Opens a pool to `url`. A SQLite file (and its folder) is created when missing.
 pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
     let mut options = ConnectOptions::new(url.to_owned());
     options
         .connect_timeout(Duration::from_secs(5))
         .acquire_timeout(Duration::from_secs(10))
+        // The pool's default pings a connection every time it is taken: one more round trip
+        // to the database (to SQLite's thread) for every statement or transaction. Only a
+        // connection idle long enough for a proxy or the server to have dropped it is
+        // pinged; a hot one that broke fails its statement, which callers retry.
+        .test_before_acquire_if_idle_for(PING_IF_IDLE_FOR)
         .sqlx_logging(false);
     if url.starts_with("sqlite:") {
         create_sqlite_folder(url);
