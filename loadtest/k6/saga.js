@@ -1,11 +1,14 @@
 // The whole saga: Reserve (which pays), then WatchReservation until fleet has booked the
 // days and the reservation is CONFIRMED. Each iteration takes a slot no other takes, so every
 // reservation must be confirmed; one that is rejected, canceled, or not confirmed within
-// SAGA_TIMEOUT fails the run.
+// SAGA_TIMEOUT fails the run. A watch the server refuses as UNAVAILABLE (it holds as many
+// watches as it can, or sheds load) is opened again after WATCH_RETRY_MS, as the refusal
+// asks; the refusal still counts in grpc_errors.
 //
 //   k6 run -e RATE=200 -e DURATION=30s -e TOKEN=... -e MANAGER_TOKEN=... loadtest/k6/saga.js
 
 import { Counter, Trend } from 'k6/metrics';
+import { setTimeout } from 'k6/timers';
 import {
   METHODS,
   STATUS,
@@ -26,6 +29,8 @@ import {
 } from './lib/common.js';
 
 const SAGA_TIMEOUT = __ENV.SAGA_TIMEOUT || '30s';
+const SAGA_TIMEOUT_MS = milliseconds(SAGA_TIMEOUT);
+const WATCH_RETRY_MS = Number(__ENV.WATCH_RETRY_MS || 200);
 const PRINT_RESERVED = __ENV.PRINT_RESERVED === '1';
 
 /** From sending Reserve to receiving CONFIRMED. */
@@ -89,30 +94,53 @@ export default function (data) {
     watcher.close();
   };
 
-  const watch = new grpc.Stream(watcher, METHODS.watchReservation, {
-    metadata: customerParams().metadata,
-    timeout: SAGA_TIMEOUT,
-  });
-  watch.on('data', (message) => {
-    const status = message.reservation.status;
-    if (status === STATUS.confirmed) {
-      settle('confirmed', true);
-    } else if (status !== STATUS.paid) {
-      const reason = message.reservation.rejectionReason;
-      settle(`${status}${reason ? ` (${reason})` : ''}`, false);
-    }
-  });
-  watch.on('error', (error) => {
-    // Closing the connection after CONFIRMED cancels the stream: that is no error.
-    if (settled) {
-      return;
-    }
-    recordError(METHODS.watchReservation, error.code, error.message);
-    settle(`watch failed: ${error.message}`, false);
-  });
-  watch.on('end', () => {
-    settle('watch ended before CONFIRMED', false);
-  });
-  watch.write({ reservation_id: id });
-  watch.end();
+  // Each attempt is a stream of its own; the last one's outcome settles the saga.
+  const watch = () => {
+    let retried = false;
+    const stream = new grpc.Stream(watcher, METHODS.watchReservation, {
+      metadata: customerParams().metadata,
+      timeout: `${Math.max(1, SAGA_TIMEOUT_MS - (Date.now() - started))}ms`,
+    });
+    stream.on('data', (message) => {
+      const status = message.reservation.status;
+      if (status === STATUS.confirmed) {
+        settle('confirmed', true);
+      } else if (status !== STATUS.paid) {
+        const reason = message.reservation.rejectionReason;
+        settle(`${status}${reason ? ` (${reason})` : ''}`, false);
+      }
+    });
+    stream.on('error', (error) => {
+      // Closing the connection after CONFIRMED cancels the stream: that is no error.
+      if (settled) {
+        return;
+      }
+      recordError(METHODS.watchReservation, error.code, error.message);
+      const retry = error.code === grpc.StatusUnavailable;
+      if (retry && Date.now() - started + WATCH_RETRY_MS < SAGA_TIMEOUT_MS) {
+        retried = true;
+        setTimeout(watch, WATCH_RETRY_MS);
+        return;
+      }
+      settle(`watch failed: ${error.message}`, false);
+    });
+    stream.on('end', () => {
+      // A refused stream may end after its error: the next attempt decides then.
+      if (!retried) {
+        settle('watch ended before CONFIRMED', false);
+      }
+    });
+    stream.write({ reservation_id: id });
+    stream.end();
+  };
+  watch();
+}
+
+/** "30s", "1500ms" or "2m" in milliseconds. */
+function milliseconds(duration) {
+  const match = /^(\d+)(ms|s|m)$/.exec(duration);
+  if (!match) {
+    throw new Error(`SAGA_TIMEOUT must look like 30s, 1500ms or 2m, not ${duration}`);
+  }
+  return Number(match[1]) * { ms: 1, s: 1000, m: 60000 }[match[2]];
 }
