@@ -26,7 +26,8 @@ use rentacar_proto::{
     mypage::my_page_service_client::MyPageServiceClient,
     payment::payment_service_client::PaymentServiceClient,
     reservation::{
-        Reservation, WatchReservationRequest, reservation_service_client::ReservationServiceClient,
+        Reservation, ReservationStatus, ReserveRequest, WatchReservationRequest,
+        reservation_service_client::ReservationServiceClient,
     },
 };
 use rentacar_runtime::config::Env;
@@ -452,6 +453,20 @@ impl Platform {
             .with_context(|| format!("reservation {reservation_id} did not reach the wanted state"))?
     }
 
+    /// Reserves with `request` and waits until fleet's decision settles the reservation;
+    /// returns it in its final state.
+    pub async fn reserve_and_settle(&self, request: ReserveRequest) -> anyhow::Result<Reservation> {
+        let paid = self
+            .reservation()
+            .await
+            .reserve(request)
+            .await?
+            .into_inner()
+            .reservation
+            .context("Reserve answered without a reservation")?;
+        self.watch_until(&paid.reservation_id, settled).await
+    }
+
     /// Waits until `consumer` has acknowledged every message of its subjects that is in the
     /// stream now.
     pub async fn wait_for_consumer(&self, consumer: &str) -> anyhow::Result<()> {
@@ -471,6 +486,14 @@ impl Platform {
         .await;
         Ok(())
     }
+}
+
+/// Whether fleet has decided about `reservation`: CONFIRMED or REJECTED.
+pub fn settled(reservation: &Reservation) -> bool {
+    matches!(
+        reservation.status(),
+        ReservationStatus::Confirmed | ReservationStatus::Rejected
+    )
 }
 
 /// A `Reserve` of `car` for `customer`, paid with the card that always approves.

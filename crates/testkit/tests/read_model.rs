@@ -15,7 +15,7 @@ use rentacar_proto::{
         GetCarAvailabilityRequest, GetCarAvailabilityResponse, ListAvailableCarsRequest,
         ListMyReservationsRequest, MyReservation,
     },
-    reservation::{CancelReservationRequest, Reservation, ReservationStatus, ReserveRequest},
+    reservation::{CancelReservationRequest, Reservation, ReservationStatus},
 };
 use rentacar_testkit::{Backend, Platform, ReadModel, Svc, day, eventually, register_car, reserve};
 
@@ -64,26 +64,6 @@ on_every_provider!(
     paging_through_many_results,
     a_rebuild_produces_the_same_view,
 );
-
-/// Reserves and waits for the saga to settle; returns the reservation in its final state.
-async fn reserve_settled(platform: &Platform, request: ReserveRequest) -> anyhow::Result<Reservation> {
-    let paid = platform
-        .reservation()
-        .await
-        .reserve(request)
-        .await?
-        .into_inner()
-        .reservation
-        .expect("a reservation");
-    platform
-        .watch_until(&paid.reservation_id, |r| {
-            matches!(
-                r.status(),
-                ReservationStatus::Confirmed | ReservationStatus::Rejected
-            )
-        })
-        .await
-}
 
 async fn cancel(platform: &Platform, reservation: &Reservation) -> anyhow::Result<()> {
     let request = CancelReservationRequest {
@@ -195,11 +175,17 @@ async fn views_after_the_saga(provider: Provider) -> anyhow::Result<()> {
     register_car(&platform, "1111", "Corolla", 5000).await?;
     register_car(&platform, "2222", "Prius", 7000).await?;
 
-    let confirmed = reserve_settled(&platform, reserve("v-1", "vera", "1111", day(3), day(6))).await?;
+    let confirmed = platform
+        .reserve_and_settle(reserve("v-1", "vera", "1111", day(3), day(6)))
+        .await?;
     assert_eq!(confirmed.status(), ReservationStatus::Confirmed);
-    let rejected = reserve_settled(&platform, reserve("v-2", "vera", "1111", day(5), day(7))).await?;
+    let rejected = platform
+        .reserve_and_settle(reserve("v-2", "vera", "1111", day(5), day(7)))
+        .await?;
     assert_eq!(rejected.status(), ReservationStatus::Rejected);
-    let canceled = reserve_settled(&platform, reserve("v-3", "vera", "2222", day(3), day(4))).await?;
+    let canceled = platform
+        .reserve_and_settle(reserve("v-3", "vera", "2222", day(3), day(4)))
+        .await?;
     cancel(&platform, &canceled).await?;
 
     let rows = wait_for_statuses(
@@ -258,8 +244,12 @@ async fn converges_after_being_down(provider: Provider) -> anyhow::Result<()> {
     register_car(&platform, "1111", "Corolla", 5000).await?;
     platform.stop_service(Svc::Mypage).await?;
 
-    let first = reserve_settled(&platform, reserve("d-1", "dana", "1111", day(3), day(4))).await?;
-    let second = reserve_settled(&platform, reserve("d-2", "dana", "1111", day(7), day(9))).await?;
+    let first = platform
+        .reserve_and_settle(reserve("d-1", "dana", "1111", day(3), day(4)))
+        .await?;
+    let second = platform
+        .reserve_and_settle(reserve("d-2", "dana", "1111", day(7), day(9)))
+        .await?;
     cancel(&platform, &first).await?;
     register_car(&platform, "3333", "Yaris", 4000).await?;
 
@@ -416,8 +406,12 @@ async fn availability_at_range_edges(provider: Provider) -> anyhow::Result<()> {
     let platform = platform(provider).await?;
     register_car(&platform, "1111", "Corolla", 5000).await?;
     register_car(&platform, "2222", "Prius", 7000).await?;
-    let before = reserve_settled(&platform, reserve("e-1", "erin", "1111", day(3), day(5))).await?;
-    let after = reserve_settled(&platform, reserve("e-2", "erin", "1111", day(5), day(7))).await?;
+    let before = platform
+        .reserve_and_settle(reserve("e-1", "erin", "1111", day(3), day(5)))
+        .await?;
+    let after = platform
+        .reserve_and_settle(reserve("e-2", "erin", "1111", day(5), day(7)))
+        .await?;
     assert_eq!(
         after.status(),
         ReservationStatus::Confirmed,
@@ -468,11 +462,9 @@ async fn paging_through_many_results(provider: Provider) -> anyhow::Result<()> {
     // Seven reservations of the first seven cars, on the same dates.
     let mut ids = Vec::new();
     for car in &cars[..7] {
-        let reservation = reserve_settled(
-            &platform,
-            reserve(&format!("p-{car}"), "pia", car, day(12), day(14)),
-        )
-        .await?;
+        let reservation = platform
+            .reserve_and_settle(reserve(&format!("p-{car}"), "pia", car, day(12), day(14)))
+            .await?;
         ids.push(reservation.reservation_id);
     }
     let newest_first: Vec<(&str, &str)> = ids.iter().rev().map(|id| (id.as_str(), "CONFIRMED")).collect();
@@ -529,10 +521,16 @@ async fn a_rebuild_produces_the_same_view(provider: Provider) -> anyhow::Result<
     let mut platform = platform(provider).await?;
     register_car(&platform, "1111", "Corolla", 5000).await?;
     register_car(&platform, "2222", "Prius", 7000).await?;
-    let kept = reserve_settled(&platform, reserve("r-1", "rita", "1111", day(3), day(5))).await?;
-    let dropped = reserve_settled(&platform, reserve("r-2", "rita", "2222", day(4), day(6))).await?;
+    let kept = platform
+        .reserve_and_settle(reserve("r-1", "rita", "1111", day(3), day(5)))
+        .await?;
+    let dropped = platform
+        .reserve_and_settle(reserve("r-2", "rita", "2222", day(4), day(6)))
+        .await?;
     cancel(&platform, &dropped).await?;
-    let clash = reserve_settled(&platform, reserve("r-3", "sam", "1111", day(4), day(7))).await?;
+    let clash = platform
+        .reserve_and_settle(reserve("r-3", "sam", "1111", day(4), day(7)))
+        .await?;
     wait_for_statuses(
         &platform,
         "rita",

@@ -7,33 +7,11 @@ use async_nats::HeaderMap;
 use rentacar_proto::{
     common::Money,
     payment::{GetPaymentRequest, PayRequest, PaymentStatus, Rental},
-    reservation::{
-        CancelReservationRequest, GetReservationRequest, Reservation, ReservationStatus, ReserveRequest,
-    },
+    reservation::{CancelReservationRequest, GetReservationRequest, Reservation, ReservationStatus},
 };
 use rentacar_reservation::domain::ReserveCommand;
-use rentacar_testkit::{Backend, Platform, Svc, day, eventually, register_car, reserve};
+use rentacar_testkit::{Backend, Platform, Svc, day, eventually, register_car, reserve, settled};
 use rentacar_types::{FieldViolations, RentalPeriod};
-
-fn settled(r: &Reservation) -> bool {
-    matches!(
-        r.status(),
-        ReservationStatus::Confirmed | ReservationStatus::Rejected
-    )
-}
-
-/// Reserves with `request` and waits until fleet's decision settles the reservation.
-async fn reserve_and_settle(platform: &Platform, request: ReserveRequest) -> anyhow::Result<Reservation> {
-    let made = platform
-        .reservation()
-        .await
-        .reserve(request)
-        .await?
-        .into_inner()
-        .reservation
-        .expect("a reservation");
-    platform.watch_until(&made.reservation_id, settled).await
-}
 
 async fn payment_status(platform: &Platform, reservation_id: &str) -> anyhow::Result<PaymentStatus> {
     let request = GetPaymentRequest {
@@ -88,11 +66,15 @@ async fn end_to_end(backend: Backend) -> anyhow::Result<()> {
         (platform.messages_on("rentacar.fleet.car_released").await.ok()? == 1).then_some(())
     })
     .await;
-    let again = reserve_and_settle(&platform, reserve("e-2", "hank", "1111", day(3), day(6))).await?;
+    let again = platform
+        .reserve_and_settle(reserve("e-2", "hank", "1111", day(3), day(6)))
+        .await?;
     assert_eq!(again.status(), ReservationStatus::Confirmed);
 
     // An overlapping one is rejected, with the reason, and its payment refunded.
-    let late = reserve_and_settle(&platform, reserve("e-3", "ivan", "1111", day(5), day(7))).await?;
+    let late = platform
+        .reserve_and_settle(reserve("e-3", "ivan", "1111", day(5), day(7)))
+        .await?;
     assert_eq!(late.status(), ReservationStatus::Rejected);
     assert!(
         late.rejection_reason.contains("already booked"),
@@ -104,7 +86,9 @@ async fn end_to_end(backend: Backend) -> anyhow::Result<()> {
         PaymentStatus::Refunded
     );
     // It holds none of its days: the one that was free is booked next.
-    let after = reserve_and_settle(&platform, reserve("e-4", "ivan", "1111", day(6), day(7))).await?;
+    let after = platform
+        .reserve_and_settle(reserve("e-4", "ivan", "1111", day(6), day(7)))
+        .await?;
     assert_eq!(after.status(), ReservationStatus::Confirmed);
 
     // Illegal transitions are refused.
