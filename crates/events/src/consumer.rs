@@ -179,6 +179,13 @@ impl<H: Handler> Apply for Inbox<H> {
             span,
         } in batch
         {
+            // Each event's part of the shared transaction shows inside its own trace.
+            let statements = tracing::trace_span!(
+                target: "otel::tracing",
+                parent: span,
+                "inbox transaction",
+                batch = batch.len()
+            );
             let applied = async {
                 if !inbox::record(&txn, consumer, &event.event_id, delivery.stream_sequence).await? {
                     tracing::debug!(consumer, event_id = %event.event_id, "already applied; skipped");
@@ -187,7 +194,7 @@ impl<H: Handler> Apply for Inbox<H> {
                 self.handler.handle(&txn, event, delivery).await?;
                 Ok::<_, HandlerError>(true)
             }
-            .instrument(span.clone())
+            .instrument(statements)
             .await?;
             changed |= applied;
         }
