@@ -5,7 +5,7 @@
 //! - `test`: installs the test tools (nats-server, grpcurl, buf, moto's DynamoDB-compatible
 //!   server, Envoy, checkov, Python's gRPC tools, k6) into `.tools/`, then runs every check: rustfmt, clippy with warnings
 //!   denied, buf lint, the manifests' schemas and checkov, every test, and the release
-//!   build of `dist` (beside the tests, at the lowest priority).
+//!   build of `dist` (beside all of them from the start, at the lowest priority).
 //! - `dist`: the release binary exactly as `deploy/docker/Dockerfile` builds it.
 //! - `bench`: the platform under load from `loadtest/k6`, written to `loadtest/REPORT.md`
 //!   (see [`bench`]).
@@ -87,6 +87,10 @@ fn up(root: &Path) -> anyhow::Result<()> {
 }
 
 fn test(root: &Path) -> anyhow::Result<()> {
+    // The release build runs beside everything else, at the lowest priority: it takes the
+    // CPU that installing tools, the debug build's serial stretches and the tests (which
+    // mostly wait on servers and networks) leave, and never holds them up.
+    let release = ReleaseBuild::start(root)?;
     let tools = install(
         root,
         &[
@@ -128,29 +132,58 @@ fn test(root: &Path) -> anyhow::Result<()> {
     check_manifests(root, &tools)?;
     let tests = ["test", "--workspace", "--all-targets", "--no-fail-fast"];
     run(cargo(&tests).arg("--no-run"))?;
-    // The tests mostly wait on servers and networks: the release build takes the CPU they
-    // leave, at the lowest priority so that it never holds them up.
-    let log = root.join("target/dist-build.log");
-    let output = std::fs::File::create(&log)?;
-    let mut release = Command::new("nice")
-        .args(["-n", "19"])
-        .args(DIST_BUILD)
-        .current_dir(root)
-        .stdout(output.try_clone()?)
-        .stderr(output)
-        .spawn()
-        .context("cannot start the release build")?;
-    let tested = run_tests(&mut cargo(&tests));
-    let built = release.wait();
-    let (passed, failed) = tested?;
+    let (passed, failed) = run_tests(&mut cargo(&tests))?;
     println!("tests: {passed} passed, {failed} failed");
-    if !built?.success() {
-        print!("{}", std::fs::read_to_string(&log).unwrap_or_default());
-        bail!("the release build failed");
-    }
+    release.finish()?;
     let binary = strip(root)?;
     run(Command::new(&binary).arg("--version"))?;
     Ok(())
+}
+
+/// `dist`'s release build running in the background, its output kept in a log that is
+/// shown if it fails. Dropped unfinished (a check before it failed), it is stopped.
+struct ReleaseBuild {
+    child: Option<std::process::Child>,
+    log: PathBuf,
+}
+
+impl ReleaseBuild {
+    fn start(root: &Path) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(root.join("target"))?;
+        let log = root.join("target/dist-build.log");
+        let output = std::fs::File::create(&log)?;
+        let child = Command::new("nice")
+            .args(["-n", "19"])
+            .args(DIST_BUILD)
+            .current_dir(root)
+            .stdout(output.try_clone()?)
+            .stderr(output)
+            .spawn()
+            .context("cannot start the release build")?;
+        Ok(Self {
+            child: Some(child),
+            log,
+        })
+    }
+
+    fn finish(mut self) -> anyhow::Result<()> {
+        let mut child = self.child.take().expect("finished once");
+        if !child.wait()?.success() {
+            print!("{}", std::fs::read_to_string(&self.log).unwrap_or_default());
+            bail!("the release build failed");
+        }
+        Ok(())
+    }
+}
+
+impl Drop for ReleaseBuild {
+    fn drop(&mut self) {
+        // Cargo (which `nice` became) stops; a compiler it started ends with its crate.
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 /// The release build as the Dockerfile runs it.
