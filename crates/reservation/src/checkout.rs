@@ -60,9 +60,9 @@ impl Checkout {
     /// first result.
     /// `token` is the customer's, passed on to payment.
     pub async fn reserve(&self, command: ReserveCommand, token: Option<&str>) -> Result<Reservation, Error> {
-        let reservation_id = command.reservation_id();
-        let pending = match store::find_any(&self.db, &reservation_id).await? {
-            Some(existing) => match Self::retried(&command, existing)? {
+        let pending = match self.record_pending(&command).await? {
+            Recorded::New(pending) => pending,
+            Recorded::Taken(existing) => match Self::retried(&command, existing)? {
                 Retried::Done(reservation) => return Ok(reservation),
                 Retried::Pending(pending) => {
                     // Paying it now: the settler leaves it alone for a while.
@@ -71,39 +71,6 @@ impl Checkout {
                     pending
                 }
             },
-            None => {
-                // Nothing is written for a call that the open circuit would refuse anyway.
-                self.payments.check_open()?;
-                let daily_price = store::daily_price(&self.db, &command.car_number)
-                    .await?
-                    .ok_or_else(|| Error::CarNotFound(command.car_number.clone()))?;
-                let price = domain::price(&daily_price, &command.period).ok_or(Error::PriceOverflow)?;
-                let pending = Reservation {
-                    reservation_id,
-                    request_id: command.request_id.clone(),
-                    customer_id: command.customer_id.clone(),
-                    car_number: command.car_number.clone(),
-                    period: command.period,
-                    price,
-                    status: Status::PendingPayment,
-                    payment_id: String::new(),
-                    rejection_reason: None,
-                    created_at_ms: store::now_ms(),
-                    payment_method: command.payment_method.clone(),
-                };
-                if !store::insert_pending(&self.db, &pending).await? {
-                    // A concurrent call with the same request id recorded it first.
-                    let existing = store::find_any(&self.db, &pending.reservation_id)
-                        .await?
-                        .ok_or_else(|| Error::ReservationNotFound(pending.reservation_id.clone()))?;
-                    match Self::retried(&command, existing)? {
-                        Retried::Done(reservation) => return Ok(reservation),
-                        Retried::Pending(existing) => existing,
-                    }
-                } else {
-                    pending
-                }
-            }
         };
 
         let this = self.clone();
@@ -114,6 +81,50 @@ impl Checkout {
         tokio::spawn(charge.instrument(tracing::Span::current()))
             .await
             .map_err(|e| Error::Interrupted(e.to_string()))?
+    }
+
+    /// Records the call's reservation as pending payment, or finds the one recorded under
+    /// its request id before. A new call, the common one, is written without a read first:
+    /// the request id is looked up only when the insert finds it taken.
+    async fn record_pending(&self, command: &ReserveCommand) -> Result<Recorded, Error> {
+        let reservation_id = command.reservation_id();
+        // Nothing is written for a call that the open circuit would refuse anyway, but a
+        // retry of a decided call is still answered.
+        if let Err(open) = self.payments.check_open() {
+            return self.recorded_before(&reservation_id, open).await;
+        }
+        let Some(daily_price) = store::daily_price(&self.db, &command.car_number).await? else {
+            let not_found = Error::CarNotFound(command.car_number.clone());
+            return self.recorded_before(&reservation_id, not_found).await;
+        };
+        let price = domain::price(&daily_price, &command.period).ok_or(Error::PriceOverflow)?;
+        let pending = Reservation {
+            reservation_id,
+            request_id: command.request_id.clone(),
+            customer_id: command.customer_id.clone(),
+            car_number: command.car_number.clone(),
+            period: command.period,
+            price,
+            status: Status::PendingPayment,
+            payment_id: String::new(),
+            rejection_reason: None,
+            created_at_ms: store::now_ms(),
+            payment_method: command.payment_method.clone(),
+        };
+        if store::insert_pending(&self.db, &pending).await? {
+            return Ok(Recorded::New(pending));
+        }
+        // An earlier or concurrent call with the same request id recorded it.
+        let missing = Error::ReservationNotFound(pending.reservation_id.clone());
+        self.recorded_before(&pending.reservation_id, missing).await
+    }
+
+    /// The reservation recorded under this id before, or `otherwise` when there is none.
+    async fn recorded_before(&self, reservation_id: &str, otherwise: Error) -> Result<Recorded, Error> {
+        match store::find_any(&self.db, reservation_id).await? {
+            Some(existing) => Ok(Recorded::Taken(existing)),
+            None => Err(otherwise),
+        }
     }
 
     /// What to do about a reservation already recorded under this call's request id: a
@@ -213,6 +224,14 @@ impl Checkout {
         }
         Ok(())
     }
+}
+
+/// What recording a call's reservation found.
+enum Recorded {
+    /// Nothing under its request id: recorded now, pending payment.
+    New(Reservation),
+    /// A reservation recorded under its request id before.
+    Taken(Reservation),
 }
 
 /// A reservation found under a call's request id.
