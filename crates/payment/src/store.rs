@@ -7,7 +7,10 @@ use rentacar_proto::{
 };
 use rentacar_runtime::db;
 use rentacar_types::Money;
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, IntoActiveModel, QueryFilter, sea_query::Expr};
+use sea_orm::{
+    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, IntoActiveModel, QueryFilter,
+    sea_query::{Expr, OnConflict},
+};
 
 use crate::{
     Error, SERVICE,
@@ -83,8 +86,78 @@ fn now_ms() -> i64 {
     skip_all
 )]
 pub async fn pay(db: &DatabaseConnection, outbox: &Outbox, charge: Charge) -> Result<Payment, Error> {
-    // A concurrent identical call may insert first: this one then finds its payment.
-    once_more_after_a_clash(|| pay_once(db, outbox, charge.clone())).await
+    let txn = db::begin_write(db).await?;
+    // Inserted first, read only when the reservation has a payment already: a first call,
+    // the common one, writes without a read. A concurrent first call's row makes this
+    // insert do nothing once that call commits, and the read then finds its row.
+    let row = new_payment(&charge);
+    let inserted = payment::Entity::insert(row.clone().into_active_model())
+        .on_conflict(
+            OnConflict::column(payment::Column::ReservationId)
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(&txn)
+        .await?;
+    let payment = if inserted == 1 {
+        let payment = Payment::try_from(row)?;
+        if payment.status == PaymentStatus::Approved {
+            outbox.store(&txn, &approved_event(&payment)).await?;
+        }
+        txn.commit().await?;
+        outbox.wake();
+        tracing::info!(reservation_id = %payment.reservation_id, status = payment.status.as_str(), "payment charged");
+        payment
+    } else {
+        let row = payment::Entity::find_by_id(charge.reservation_id.clone())
+            .one(&txn)
+            .await?
+            .ok_or_else(|| Error::Database(DbErr::RecordNotFound(charge.reservation_id.clone())))?;
+        let existing = Payment::try_from(row)?;
+        if existing.status == PaymentStatus::Voided {
+            return Err(Error::Voided(charge.reservation_id));
+        }
+        if !existing.is_same_charge(&charge) {
+            return Err(Error::DifferentCharge(charge.reservation_id));
+        }
+        existing
+    };
+    match (payment.status, &payment.decline_reason) {
+        (PaymentStatus::Declined, reason) => Err(Error::Declined {
+            reservation_id: payment.reservation_id,
+            reason: reason.clone().unwrap_or_default(),
+        }),
+        // Charging again what was refunded would be a new charge, not a retry.
+        (PaymentStatus::Refunded, _) => Err(Error::AlreadyRefunded(payment.reservation_id)),
+        _ => Ok(payment),
+    }
+}
+
+/// The payment a first call of `charge` makes: approved, or declined with the reason.
+fn new_payment(charge: &Charge) -> payment::Model {
+    let decline_reason = charge.method.charge();
+    let status = if decline_reason.is_some() {
+        PaymentStatus::Declined
+    } else {
+        PaymentStatus::Approved
+    };
+    let now = now_ms();
+    payment::Model {
+        reservation_id: charge.reservation_id.clone(),
+        payment_id: format!("pay_{}", uuid::Uuid::new_v4().simple()),
+        customer_id: charge.customer_id.clone(),
+        amount_minor: charge.amount.amount_minor,
+        currency_code: charge.amount.currency_code.clone(),
+        payment_method: charge.method.token().to_owned(),
+        status: status.as_str().to_owned(),
+        decline_reason: decline_reason.map(str::to_owned),
+        refund_reason: None,
+        car_number: charge.rental.car_number.clone(),
+        pickup_date: charge.rental.pickup_date.clone(),
+        return_date: charge.rental.return_date.clone(),
+        created_at_ms: now,
+        updated_at_ms: now,
+    }
 }
 
 /// Runs `attempt` again if it lost an insert to a concurrent call (the row's key was taken
@@ -96,70 +169,6 @@ where
     match attempt().await {
         Err(Error::Database(err)) if db::is_unique_violation(&err) => attempt().await,
         outcome => outcome,
-    }
-}
-
-async fn pay_once(db: &DatabaseConnection, outbox: &Outbox, charge: Charge) -> Result<Payment, Error> {
-    let txn = db::begin_write(db).await?;
-    let payment = match payment::Entity::find_by_id(charge.reservation_id.clone())
-        .one(&txn)
-        .await?
-    {
-        Some(row) => {
-            let existing = Payment::try_from(row)?;
-            if existing.status == PaymentStatus::Voided {
-                return Err(Error::Voided(charge.reservation_id));
-            }
-            if !existing.is_same_charge(&charge) {
-                return Err(Error::DifferentCharge(charge.reservation_id));
-            }
-            existing
-        }
-        None => {
-            let decline_reason = charge.method.charge();
-            let status = if decline_reason.is_some() {
-                PaymentStatus::Declined
-            } else {
-                PaymentStatus::Approved
-            };
-            let now = now_ms();
-            let row = payment::Model {
-                reservation_id: charge.reservation_id.clone(),
-                payment_id: format!("pay_{}", uuid::Uuid::new_v4().simple()),
-                customer_id: charge.customer_id.clone(),
-                amount_minor: charge.amount.amount_minor,
-                currency_code: charge.amount.currency_code.clone(),
-                payment_method: charge.method.token().to_owned(),
-                status: status.as_str().to_owned(),
-                decline_reason: decline_reason.map(str::to_owned),
-                refund_reason: None,
-                car_number: charge.rental.car_number.clone(),
-                pickup_date: charge.rental.pickup_date.clone(),
-                return_date: charge.rental.return_date.clone(),
-                created_at_ms: now,
-                updated_at_ms: now,
-            };
-            payment::Entity::insert(row.clone().into_active_model())
-                .exec_without_returning(&txn)
-                .await?;
-            let payment = Payment::try_from(row)?;
-            if payment.status == PaymentStatus::Approved {
-                outbox.store(&txn, &approved_event(&payment)).await?;
-            }
-            txn.commit().await?;
-            outbox.wake();
-            tracing::info!(reservation_id = %payment.reservation_id, status = payment.status.as_str(), "payment charged");
-            payment
-        }
-    };
-    match (payment.status, &payment.decline_reason) {
-        (PaymentStatus::Declined, reason) => Err(Error::Declined {
-            reservation_id: payment.reservation_id,
-            reason: reason.clone().unwrap_or_default(),
-        }),
-        // Charging again what was refunded would be a new charge, not a retry.
-        (PaymentStatus::Refunded, _) => Err(Error::AlreadyRefunded(payment.reservation_id)),
-        _ => Ok(payment),
     }
 }
 
