@@ -294,8 +294,8 @@ async fn a_failing_payment_service_opens_the_circuit_and_reservations_recover() 
     // Payment is fast again: after the open period a probe call closes the circuit.
     lock.release().await?;
     let (pickup, ret) = dates.next().expect("dates enough");
-    let recovered =
-        reserve_once_payment_answers(&client, reserve("after-slowness", "frank", "1111", pickup, ret)).await;
+    let decided = reserve("after-slowness", "frank", "1111", pickup, ret);
+    let recovered = reserve_once_payment_answers(&client, decided.clone()).await;
     assert!(
         matches!(
             recovered.status(),
@@ -320,6 +320,13 @@ async fn a_failing_payment_service_opens_the_circuit_and_reservations_recover() 
         reserve("while-down-circuit-open", "frank", "1111", pickup, ret),
     )
     .await?;
+    // A retry of a call already decided is answered all the same: it needs no payment.
+    let retried = client.reserve(decided).await?.into_inner().reservation;
+    assert_eq!(
+        retried.map(|r| r.reservation_id),
+        Some(recovered.reservation_id.clone()),
+        "the retry returns the first result while the circuit is open"
+    );
 
     platform.start_service(Svc::Payment).await?;
     let (pickup, ret) = dates.next().expect("dates enough");
