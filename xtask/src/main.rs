@@ -87,9 +87,9 @@ fn up(root: &Path) -> anyhow::Result<()> {
 }
 
 fn test(root: &Path) -> anyhow::Result<()> {
-    // The release build runs beside everything else, at the lowest priority: it takes the
-    // CPU that installing tools, the debug build's serial stretches and the tests (which
-    // mostly wait on servers and networks) leave, and never holds them up.
+    // The release build runs beside everything else, at the lowest priority, so that the
+    // checks and tests come first: it gets the CPU that installing tools, the debug build's
+    // serial stretches and the tests (which mostly wait on servers and networks) leave.
     let release = ReleaseBuild::start(root)?;
     let tools = install(
         root,
