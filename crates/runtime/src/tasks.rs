@@ -42,6 +42,7 @@ impl Tasks {
     pub async fn stop(mut self) {
         self.stop.cancel();
         while let Some(result) = self.set.join_next().await {
+            // Only where panics unwind (debug builds and tests): the release build aborts.
             if let Err(err) = result
                 && err.is_panic()
             {
