@@ -3,9 +3,9 @@
 //! - `up`: installs what the platform needs (nats-server, grpcurl) into `.tools/`, builds,
 //!   and runs `rentacar up`.
 //! - `test`: installs the test tools (nats-server, grpcurl, buf, moto's DynamoDB-compatible
-//!   server, Envoy, checkov, Python's gRPC tools, k6) into `.tools/`, then runs every check: rustfmt, clippy with warnings
-//!   denied, buf lint, the manifests' schemas and checkov, every test, and the release
-//!   build of `dist` (beside all of them from the start, at the lowest priority).
+//!   server, Envoy, checkov, Python's gRPC tools, k6) into `.tools/`, then runs every check:
+//!   rustfmt, clippy with warnings denied, buf lint, the manifests' schemas and checkov, and
+//!   every test, building from the locked dependencies as the image does.
 //! - `dist`: the release binary exactly as `deploy/docker/Dockerfile` builds it.
 //! - `bench`: the platform under load from `loadtest/k6`, written to `loadtest/REPORT.md`
 //!   (see [`bench`]).
@@ -87,10 +87,6 @@ fn up(root: &Path) -> anyhow::Result<()> {
 }
 
 fn test(root: &Path) -> anyhow::Result<()> {
-    // The release build runs beside everything else, at the lowest priority, so that the
-    // checks and tests come first: it gets the CPU that installing tools, the debug build's
-    // serial stretches and the tests (which mostly wait on servers and networks) leave.
-    let release = ReleaseBuild::start(root)?;
     let tools = install(
         root,
         &[
@@ -120,6 +116,7 @@ fn test(root: &Path) -> anyhow::Result<()> {
     run(&mut cargo(&["fmt", "--all", "--", "--check"]))?;
     run(&mut cargo(&[
         "clippy",
+        "--locked",
         "--workspace",
         "--all-targets",
         "--",
@@ -130,69 +127,25 @@ fn test(root: &Path) -> anyhow::Result<()> {
         .args(["lint"])
         .current_dir(root.join("proto")))?;
     check_manifests(root, &tools)?;
-    let tests = ["test", "--workspace", "--all-targets", "--no-fail-fast"];
+    let tests = [
+        "test",
+        "--locked",
+        "--workspace",
+        "--all-targets",
+        "--no-fail-fast",
+    ];
     run(cargo(&tests).arg("--no-run"))?;
     let (passed, failed) = run_tests(&mut cargo(&tests))?;
     println!("tests: {passed} passed, {failed} failed");
-    release.finish()?;
-    let binary = strip(root)?;
-    run(Command::new(&binary).arg("--version"))?;
     Ok(())
 }
 
-/// `dist`'s release build running in the background, its output kept in a log that is
-/// shown if it fails. Dropped unfinished (a check before it failed), it is stopped.
-struct ReleaseBuild {
-    child: Option<std::process::Child>,
-    log: PathBuf,
-}
-
-impl ReleaseBuild {
-    fn start(root: &Path) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(root.join("target"))?;
-        let log = root.join("target/dist-build.log");
-        let output = std::fs::File::create(&log)?;
-        let child = Command::new("nice")
-            .args(["-n", "19"])
-            .args(DIST_BUILD)
-            .current_dir(root)
-            .stdout(output.try_clone()?)
-            .stderr(output)
-            .spawn()
-            .context("cannot start the release build")?;
-        Ok(Self {
-            child: Some(child),
-            log,
-        })
-    }
-
-    fn finish(mut self) -> anyhow::Result<()> {
-        let mut child = self.child.take().expect("finished once");
-        if !child.wait()?.success() {
-            print!("{}", std::fs::read_to_string(&self.log).unwrap_or_default());
-            bail!("the release build failed");
-        }
-        Ok(())
-    }
-}
-
-impl Drop for ReleaseBuild {
-    fn drop(&mut self) {
-        // Cargo (which `nice` became) stops; a compiler it started ends with its crate.
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-/// The release build as the Dockerfile runs it.
-const DIST_BUILD: [&str; 6] = ["cargo", "build", "--release", "--locked", "--bin", "rentacar"];
-
-/// Builds the release binary as the Dockerfile does, and returns its path.
+/// Builds the release binary as the Dockerfile does, and returns its path. `test` leaves it
+/// out: one code unit optimised across crates takes about nine minutes on two cores, mostly
+/// on one of them, and the image's build makes it anyway.
 fn dist(root: &Path) -> anyhow::Result<PathBuf> {
-    run(Command::new(DIST_BUILD[0])
-        .args(&DIST_BUILD[1..])
+    run(Command::new("cargo")
+        .args(["build", "--release", "--locked", "--bin", "rentacar"])
         .current_dir(root))?;
     strip(root)
 }
