@@ -75,9 +75,7 @@ fn main() -> anyhow::Result<()> {
 
 fn up(root: &Path) -> anyhow::Result<()> {
     let tools = install(root, &["nats-server", "grpcurl"])?;
-    run(Command::new("cargo")
-        .args(["build", "--package", "rentacar"])
-        .current_dir(root))?;
+    run(cargo(root).args(["build", "--package", "rentacar"]))?;
     println!("grpcurl is at {}", tools.join("grpcurl").display());
     run(Command::new(root.join("target/debug/rentacar"))
         .arg("up")
@@ -101,10 +99,9 @@ fn test(root: &Path) -> anyhow::Result<()> {
         ],
     )?;
     let cargo = |args: &[&str]| {
-        let mut command = Command::new("cargo");
+        let mut command = cargo(root);
         command
             .args(args)
-            .current_dir(root)
             .env("RENTACAR_NATS_SERVER", tools.join("nats-server"))
             .env("RENTACAR_MOTO_SERVER", tools.join("moto_server"))
             .env("RENTACAR_ENVOY", tools.join("envoy"))
@@ -144,9 +141,7 @@ fn test(root: &Path) -> anyhow::Result<()> {
 /// out: one code unit optimised across crates takes about nine minutes on two cores, mostly
 /// on one of them, and the image's build makes it anyway.
 fn dist(root: &Path) -> anyhow::Result<PathBuf> {
-    run(Command::new("cargo")
-        .args(["build", "--release", "--locked", "--bin", "rentacar"])
-        .current_dir(root))?;
+    run(cargo(root).args(["build", "--release", "--locked", "--bin", "rentacar"]))?;
     strip(root)
 }
 
@@ -290,6 +285,28 @@ fn path_with(dir: &Path) -> std::ffi::OsString {
         &std::env::var_os("PATH").unwrap_or_default(),
     ));
     std::env::join_paths(paths).expect("paths without separators")
+}
+
+/// Cargo in the workspace, without the package variables `cargo run` gave this process.
+/// Build scripts such as ring's are run again when one of those changes, and everything
+/// after them is rebuilt: left in, every `cargo xtask` build and every plain `cargo build`
+/// would undo the other's.
+fn cargo(root: &Path) -> Command {
+    let mut command = Command::new("cargo");
+    command.current_dir(root);
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_MANIFEST_")
+            || matches!(
+                &*name,
+                "CARGO_CRATE_NAME" | "CARGO_BIN_NAME" | "CARGO_PRIMARY_PACKAGE"
+            )
+        {
+            command.env_remove(&*name);
+        }
+    }
+    command
 }
 
 fn run(command: &mut Command) -> anyhow::Result<()> {
