@@ -25,7 +25,7 @@ mod platform;
 mod report;
 
 use k6::K6;
-use platform::{Databases, Process, free_port, serving, wait_for_port};
+use platform::{Databases, Memory, Process, free_port, serving, wait_for_port};
 use report::{machine, replace_section, report_section};
 
 /// The services in the order they start: reservation calls payment, so payment comes first.
@@ -180,7 +180,7 @@ pub fn run(root: &Path, args: &[String]) -> anyhow::Result<()> {
     }
     // Idle: after start-up work (stream and consumer creation) has settled.
     std::thread::sleep(Duration::from_secs(3));
-    let idle_rss: Vec<u64> = services.iter().map(|(p, _)| p.rss_kib()).collect();
+    let idle_memory: Vec<Memory> = services.iter().map(|(p, _)| p.memory()).collect();
 
     let platform: Vec<&Process> = services
         .iter()
@@ -273,7 +273,13 @@ pub fn run(root: &Path, args: &[String]) -> anyhow::Result<()> {
     databases.drop_all();
 
     let section = report_section(
-        &options, &services, &restarts, &idle_rss, &health, &saga, &saturated,
+        &options,
+        &services,
+        &restarts,
+        &idle_memory,
+        &health,
+        &saga,
+        &saturated,
     );
     println!("\n{section}");
     let report = root.join("loadtest/REPORT.md");

@@ -12,6 +12,17 @@ use anyhow::{Context, bail};
 
 use super::{Backend, SERVICES};
 
+/// A process's resident memory.
+#[derive(Clone, Copy)]
+pub(crate) struct Memory {
+    /// Everything resident: its own memory and the pages of the files it maps.
+    pub(crate) rss_kib: u64,
+    /// Its own memory alone (heap, stacks, anonymous mappings): what the service allocated,
+    /// as opposed to the pages of the binary and libraries, which every process running
+    /// them shares and the kernel can drop at any time.
+    pub(crate) anon_kib: u64,
+}
+
 /// A child process of the platform, killed when dropped.
 pub(crate) struct Process {
     pub(crate) name: String,
@@ -46,13 +57,20 @@ impl Process {
         cpu_of(self.pid())
     }
 
-    pub(crate) fn rss_kib(&self) -> u64 {
+    /// Resident memory now, as the kernel counts it in `/proc/<pid>/status`.
+    pub(crate) fn memory(&self) -> Memory {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
-            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or(0)
+        let kib = |field: &str| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix(field))
+                .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+                .unwrap_or(0)
+        };
+        Memory {
+            rss_kib: kib("VmRSS:"),
+            anon_kib: kib("RssAnon:"),
+        }
     }
 
     /// SIGKILL, then a wait for the exit.

@@ -2,7 +2,11 @@
 
 use std::{fmt::Write as _, process::Command, time::Duration};
 
-use super::{Options, SERVICES, k6::Run, platform::Process};
+use super::{
+    Options, SERVICES,
+    k6::Run,
+    platform::{Memory, Process},
+};
 
 fn percentile(values: &[f64], p: f64) -> Option<f64> {
     if values.is_empty() {
@@ -22,7 +26,7 @@ pub(crate) fn report_section(
     options: &Options,
     services: &[(Process, Duration)],
     restarts: &[Duration],
-    idle_rss: &[u64],
+    idle_memory: &[Memory],
     health: &Run,
     saga: &Run,
     saturated: &Run,
@@ -98,16 +102,19 @@ pub(crate) fn report_section(
     let _ = writeln!(s);
     let _ = writeln!(
         s,
-        "| service | start to SERVING, new database | start to SERVING, again | idle RSS |"
+        "| service | start to SERVING, new database | start to SERVING, again | idle RSS (its own memory) |"
     );
     let _ = writeln!(s, "|---|---|---|---|");
-    for (((service, (_, first)), again), rss) in SERVICES.iter().zip(services).zip(restarts).zip(idle_rss) {
+    for (((service, (_, first)), again), memory) in
+        SERVICES.iter().zip(services).zip(restarts).zip(idle_memory)
+    {
         let _ = writeln!(
             s,
-            "| {service} | {} ms | {} ms | {:.1} MB |",
+            "| {service} | {} ms | {} ms | {:.1} MB ({:.1} MB) |",
             first.as_millis(),
             again.as_millis(),
-            *rss as f64 / 1024.0
+            memory.rss_kib as f64 / 1024.0,
+            memory.anon_kib as f64 / 1024.0
         );
     }
     s
