@@ -98,7 +98,7 @@ fn test(root: &Path) -> anyhow::Result<()> {
             "k6",
         ],
     )?;
-    let cargo = |args: &[&str]| {
+    let cargo_with_tools = |args: &[&str]| {
         let mut command = cargo(root);
         command
             .args(args)
@@ -110,8 +110,8 @@ fn test(root: &Path) -> anyhow::Result<()> {
             .env("RENTACAR_K6", tools.join("k6"));
         command
     };
-    run(&mut cargo(&["fmt", "--all", "--", "--check"]))?;
-    run(&mut cargo(&[
+    run(&mut cargo_with_tools(&["fmt", "--all", "--", "--check"]))?;
+    run(&mut cargo_with_tools(&[
         "clippy",
         "--locked",
         "--workspace",
@@ -131,17 +131,20 @@ fn test(root: &Path) -> anyhow::Result<()> {
         "--all-targets",
         "--no-fail-fast",
     ];
-    run(cargo(&tests).arg("--no-run"))?;
-    let (passed, failed) = run_tests(&mut cargo(&tests))?;
+    run(cargo_with_tools(&tests).arg("--no-run"))?;
+    let (passed, failed) = run_tests(&mut cargo_with_tools(&tests))?;
     println!("tests: {passed} passed, {failed} failed");
     Ok(())
 }
+
+/// Cargo's arguments for the release binary, as the Dockerfile builds it.
+const RELEASE_BUILD: [&str; 5] = ["build", "--release", "--locked", "--bin", "rentacar"];
 
 /// Builds the release binary as the Dockerfile does, and returns its path. `test` leaves it
 /// out: one code unit optimised across crates takes about nine minutes on two cores, mostly
 /// on one of them, and the image's build makes it anyway.
 fn dist(root: &Path) -> anyhow::Result<PathBuf> {
-    run(cargo(root).args(["build", "--release", "--locked", "--bin", "rentacar"]))?;
+    run(cargo(root).args(RELEASE_BUILD))?;
     strip(root)
 }
 

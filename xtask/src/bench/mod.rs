@@ -105,7 +105,7 @@ impl Options {
 pub fn run(root: &Path, args: &[String]) -> anyhow::Result<()> {
     let options = Options::parse(args)?;
     // Built as the image builds it, but not stripped, so that a profiler can name functions.
-    crate::run(crate::cargo(root).args(["build", "--release", "--locked", "--bin", "rentacar"]))?;
+    crate::run(crate::cargo(root).args(crate::RELEASE_BUILD))?;
     let binary = root.join("target/release/rentacar");
     let tools = crate::install(root, &["nats-server", "k6"])?;
     let work = root.join("target/bench");
