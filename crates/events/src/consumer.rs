@@ -7,7 +7,8 @@
 //! finds the row and is acked without a second effect. A failing handler's event is nak'ed
 //! with a growing delay and redelivered; after [`DEAD_LETTER_AFTER`] failures (about six
 //! minutes: long enough to ride out a restart of a database or a service) it moves to
-//! the dead-letter stream (see [`crate::dead_letter`]).
+//! the dead-letter stream (see [`crate::dead_letter`]). A consumer that stops hands back the
+//! events it had received and not applied, so that the next instance gets them at once.
 
 use std::{
     future::Future,
@@ -20,10 +21,13 @@ use std::{
 
 use async_nats::jetstream::{
     self,
-    consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull},
+    consumer::{
+        AckPolicy, DeliverPolicy, PullConsumer,
+        pull::{self, MessagesError},
+    },
     message::AckKind,
 };
-use futures::StreamExt;
+use futures::{FutureExt, Stream, StreamExt};
 use opentelemetry::{KeyValue, metrics::Counter};
 use prost::Message as _;
 use rentacar_proto::events::EventEnvelope;
@@ -298,7 +302,11 @@ impl<A: Apply> Consumer<A> {
             let mut messages = messages.ready_chunks(MAX_BATCH);
             loop {
                 let next = tokio::select! {
-                    _ = shutdown.cancelled() => return,
+                    biased;
+                    _ = shutdown.cancelled() => {
+                        self.hand_back(&mut messages).await;
+                        return;
+                    }
                     next = messages.next() => next,
                 };
                 let Some(results) = next else { break };
@@ -340,6 +348,25 @@ impl<A: Apply> Consumer<A> {
             consumer = stream.update_consumer(config).await?;
         }
         Ok(consumer.messages().await?)
+    }
+
+    /// Gives back the events that have arrived but will not be applied now, for another
+    /// replica or the next start to have at once: unanswered, each would wait out
+    /// [`ACK_WAIT`] first. Those still on the wire when the subscription ends do wait.
+    async fn hand_back(
+        &self,
+        messages: &mut (impl Stream<Item = Vec<Result<jetstream::Message, MessagesError>>> + Unpin),
+    ) {
+        let mut handed_back = 0;
+        while let Some(Some(results)) = messages.next().now_or_never() {
+            for message in results.into_iter().flatten() {
+                ack(&message, AckKind::Nak(None)).await;
+                handed_back += 1;
+            }
+        }
+        if handed_back > 0 {
+            tracing::info!(consumer = %self.name, handed_back, "stopping; received events handed back for redelivery");
+        }
     }
 
     /// Applies the events of `messages` together, then acks them; should that fail, applies

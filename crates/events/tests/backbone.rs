@@ -204,6 +204,105 @@ async fn a_failing_handler_gets_the_event_again() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Holds its first event until `release` fires, then applies it; applies the rest at once.
+#[derive(Clone, Default)]
+struct HoldsTheFirst {
+    holding: Arc<AtomicBool>,
+    release: CancellationToken,
+    applied: Arc<AtomicUsize>,
+}
+
+impl Handler for HoldsTheFirst {
+    async fn handle(
+        &self,
+        _: &DatabaseTransaction,
+        _: &EventEnvelope,
+        _: &Delivery,
+    ) -> Result<(), HandlerError> {
+        if !self.holding.swap(true, Ordering::SeqCst) {
+            self.release.cancelled().await;
+        }
+        self.applied.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+/// Deliveries the server counts as out and not yet acknowledged.
+async fn unacknowledged(js: &jetstream::Context, consumer: &str) -> anyhow::Result<usize> {
+    let stream = js.get_stream(stream::STREAM_NAME).await?;
+    let mut consumer = stream
+        .get_consumer::<jetstream::consumer::pull::Config>(consumer)
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?;
+    Ok(consumer.info().await?.num_ack_pending)
+}
+
+/// Events that reached a consumer while it was busy, and that it will not apply because it
+/// is stopping, go back to the server at once: the next instance gets them without waiting
+/// out the 30 s ack wait, and each is applied once.
+#[tokio::test]
+async fn a_stopping_consumer_hands_back_what_it_received() -> anyhow::Result<()> {
+    let f = fixture().await?;
+    stream::ensure(&f.js, 1).await.map_err(|e| anyhow::anyhow!(e))?;
+    publish_raw(&f.js, &car_registered("1111"), "held").await?;
+
+    let stop = CancellationToken::new();
+    let busy = HoldsTheFirst {
+        release: stop.clone(),
+        ..Default::default()
+    };
+    let consumer = Consumer::new(
+        "test-hand-back",
+        &["rentacar.fleet.>"],
+        busy.clone(),
+        f.db.clone(),
+        f.js.clone(),
+    );
+    let task = tokio::spawn(consumer.run(stop.clone()));
+    while !busy.holding.load(Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    publish_raw(&f.js, &car_registered("2222"), "waiting-1").await?;
+    publish_raw(&f.js, &car_registered("3333"), "waiting-2").await?;
+    while unacknowledged(&f.js, "test-hand-back").await? < 3 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // The stop lets the held event finish; the two behind it are handed back.
+    stop.cancel();
+    task.await?;
+    assert_eq!(busy.applied.load(Ordering::SeqCst), 1);
+    let next = Counting::default();
+    let stop = CancellationToken::new();
+    let consumer = Consumer::new(
+        "test-hand-back",
+        &["rentacar.fleet.>"],
+        next.clone(),
+        f.db.clone(),
+        f.js.clone(),
+    );
+    let task = tokio::spawn(consumer.run(stop.clone()));
+    // Well inside the ack wait, after which the server would resend them anyway.
+    let mut waited = Duration::ZERO;
+    while next.applied.load(Ordering::SeqCst) < 2 {
+        assert!(
+            waited < Duration::from_secs(5),
+            "the received events were not handed back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        waited += Duration::from_millis(50);
+    }
+    wait_until_drained(&f.js, "test-hand-back").await?;
+    stop.cancel();
+    task.await?;
+    assert_eq!(
+        next.applied.load(Ordering::SeqCst),
+        2,
+        "the handed-back events, once each"
+    );
+    Ok(())
+}
+
 /// An event whose handler keeps failing is moved to the dead-letter stream with its
 /// headers and the error, stops being redelivered, and is applied once when replayed after
 /// the fault is gone.

@@ -242,6 +242,9 @@ async fn views_after_the_saga(provider: Provider) -> anyhow::Result<()> {
 async fn converges_after_being_down(provider: Provider) -> anyhow::Result<()> {
     let mut platform = platform(provider).await?;
     register_car(&platform, "1111", "Corolla", 5000).await?;
+    // The first car is in the view before mypage goes down; all that follows happens while
+    // it is down.
+    platform.wait_for_consumer(rentacar_mypage::PROJECTION).await?;
     platform.stop_service(Svc::Mypage).await?;
 
     let first = platform
