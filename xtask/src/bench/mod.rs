@@ -1,7 +1,9 @@
 //! `cargo xtask bench [--backend sqlite|postgres] [--rate N] [--seconds N] [--saturation N]`:
 //! the platform measured the way its users load it, on the machine at hand. With
 //! `--kill <service>` it measures nothing but runs the saga with that service SIGKILLed and
-//! restarted halfway, then checks every reservation the platform acknowledged.
+//! restarted halfway, then checks every reservation the platform acknowledged. With
+//! `--layout` it measures nothing but lists the functions that run from start to idle, for
+//! the linker to place together (see [`layout`]).
 //!
 //! It builds the release binary, starts a private nats-server and each service as its own
 //! process (authentication on, as deployed), and drives them with the k6 scenarios of
@@ -21,6 +23,7 @@ use rentacar_auth::{DEV_ISSUER, Issuer, issuer::JWKS_FILE};
 
 mod k6;
 mod kept;
+mod layout;
 mod platform;
 mod report;
 
@@ -59,6 +62,9 @@ pub(crate) struct Options {
     /// Instead of the measurements: the saga at `rate` with this service SIGKILLed and
     /// restarted halfway, then a check of what the platform kept.
     kill: Option<String>,
+    /// Instead of the measurements: the services started under callgrind and left idle, and
+    /// the functions they ran written to [`layout::FUNCTIONS`].
+    layout: bool,
 }
 
 impl Options {
@@ -69,9 +75,14 @@ impl Options {
             seconds: 20,
             saturation: 3000,
             kill: None,
+            layout: false,
         };
         let mut args = args.iter();
         while let Some(flag) = args.next() {
+            if flag == "--layout" {
+                options.layout = true;
+                continue;
+            }
             let value = args.next().with_context(|| format!("{flag} needs a value"))?;
             let number = || {
                 value
@@ -94,7 +105,7 @@ impl Options {
                 "--kill" if SERVICES.contains(&value.as_str()) => options.kill = Some(value.clone()),
                 "--kill" => bail!("--kill takes one of {SERVICES:?}, not {value}"),
                 _ => bail!(
-                    "unknown option {flag}; usage: cargo xtask bench [--backend sqlite|postgres] [--rate N] [--seconds N] [--saturation N] [--kill SERVICE]"
+                    "unknown option {flag}; usage: cargo xtask bench [--backend sqlite|postgres] [--rate N] [--seconds N] [--saturation N] [--kill SERVICE | --layout]"
                 ),
             }
         }
@@ -127,8 +138,12 @@ pub fn run(root: &Path, args: &[String]) -> anyhow::Result<()> {
     )?;
     wait_for_port(nats_port)?;
 
-    let service_command = |service: &str, port: u16, payment: Option<u16>| {
-        let mut command = Command::new(&binary);
+    let service_command = |service: &str, port: u16, payment: Option<u16>| -> anyhow::Result<Command> {
+        let mut command = if options.layout {
+            layout::command(&binary, &work, service)?
+        } else {
+            Command::new(&binary)
+        };
         command
             .args(["serve", service])
             .env("RENTACAR_LISTEN_ADDR", format!("127.0.0.1:{port}"))
@@ -141,11 +156,11 @@ pub fn run(root: &Path, args: &[String]) -> anyhow::Result<()> {
         if let Some(payment) = payment {
             command.env("RENTACAR_PAYMENT_URL", format!("http://127.0.0.1:{payment}"));
         }
-        command
+        Ok(command)
     };
     // Starts a service and waits until it is SERVING; returns how long that took.
     let start = |service: &str, port: u16, payment: Option<u16>| -> anyhow::Result<(Process, Duration)> {
-        let mut command = service_command(service, port, payment);
+        let mut command = service_command(service, port, payment)?;
         let started = Instant::now();
         let process = Process::spawn(service, &mut command, &work)?;
         // A runtime of its own, dropped with its connection: an idle connection left open
@@ -181,6 +196,17 @@ pub fn run(root: &Path, args: &[String]) -> anyhow::Result<()> {
     // Idle: after start-up work (stream and consumer creation) has settled.
     std::thread::sleep(Duration::from_secs(3));
     let idle_memory: Vec<Memory> = services.iter().map(|(p, _)| p.memory()).collect();
+
+    if options.layout {
+        for (process, _) in &services {
+            process.stop();
+        }
+        nats.stop();
+        databases.drop_all();
+        let functions = layout::write(root, &work, &binary)?;
+        println!("{functions} functions written to {}", layout::FUNCTIONS);
+        return Ok(());
+    }
 
     let platform: Vec<&Process> = services
         .iter()
