@@ -9,7 +9,7 @@
 //!
 //! Each service runs under valgrind's callgrind, which names every function it executes,
 //! through the same starts as the bench's (a new database, then the migrated one) and a
-//! few seconds of idling. What the four run is listed together, in the order of the names:
+//! few seconds of idling, on SQLite and on PostgreSQL. What they run is listed together, in the order of the names:
 //! most of it is common to all four, and a list grouped by which services run each
 //! function measured no better.
 
@@ -21,17 +21,24 @@ use std::{
 
 use anyhow::{Context, bail};
 
+use super::Backend;
+
 /// The list the release build hands the linker, relative to the workspace root.
 pub(crate) const FUNCTIONS: &str = "crates/rentacar/startup-functions.txt";
 
 /// Where callgrind writes what each process ran.
-fn profiles(work: &Path) -> PathBuf {
-    work.join("callgrind")
+pub(crate) fn profiles(root: &Path) -> PathBuf {
+    root.join("target/layout")
 }
 
-/// `binary` run under callgrind, writing under `work`.
-pub(crate) fn command(binary: &Path, work: &Path, service: &str) -> anyhow::Result<Command> {
-    let dir = profiles(work);
+/// `binary` run under callgrind, writing under [`profiles`].
+pub(crate) fn command(
+    root: &Path,
+    binary: &Path,
+    backend: Backend,
+    service: &str,
+) -> anyhow::Result<Command> {
+    let dir = profiles(root);
     std::fs::create_dir_all(&dir)?;
     let mut command = Command::new("valgrind");
     command
@@ -45,19 +52,19 @@ pub(crate) fn command(binary: &Path, work: &Path, service: &str) -> anyhow::Resu
         ])
         .arg(format!(
             "--callgrind-out-file={}",
-            dir.join(format!("{service}.%p")).display()
+            dir.join(format!("{}-{service}.%p", backend.name())).display()
         ))
         .arg(binary);
     Ok(command)
 }
 
-/// Reads every profile under `work` and writes the functions of `binary` they ran to
+/// Reads every profile under [`profiles`] and writes the functions of `binary` they ran to
 /// [`FUNCTIONS`] under `root`, one symbol a line, sorted so that a new list diffs well.
 /// Returns how many there are.
-pub(crate) fn write(root: &Path, work: &Path, binary: &Path) -> anyhow::Result<usize> {
+pub(crate) fn write(root: &Path, binary: &Path) -> anyhow::Result<usize> {
     let binary = binary.canonicalize()?;
     let mut functions = BTreeSet::new();
-    for entry in std::fs::read_dir(profiles(work))? {
+    for entry in std::fs::read_dir(profiles(root))? {
         let path = entry?.path();
         let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
         functions.extend(functions_of(&text, &binary).map(str::to_owned));

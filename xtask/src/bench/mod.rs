@@ -114,7 +114,24 @@ impl Options {
 }
 
 pub fn run(root: &Path, args: &[String]) -> anyhow::Result<()> {
-    let options = Options::parse(args)?;
+    let mut options = Options::parse(args)?;
+    if !options.layout {
+        return run_on(root, &options);
+    }
+    // Both backends: each runs its own driver's code.
+    let profiles = layout::profiles(root);
+    let _ = std::fs::remove_dir_all(&profiles);
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        options.backend = backend;
+        run_on(root, &options)?;
+    }
+    let functions = layout::write(root, &root.join("target/release/rentacar"))?;
+    println!("{functions} functions written to {}", layout::FUNCTIONS);
+    Ok(())
+}
+
+/// The bench, or the profiles of `--layout`, on `options.backend`.
+fn run_on(root: &Path, options: &Options) -> anyhow::Result<()> {
     // Built as the image builds it, but not stripped, so that a profiler can name functions.
     crate::run(crate::cargo(root).args(crate::RELEASE_BUILD))?;
     let binary = root.join("target/release/rentacar");
@@ -140,7 +157,7 @@ pub fn run(root: &Path, args: &[String]) -> anyhow::Result<()> {
 
     let service_command = |service: &str, port: u16, payment: Option<u16>| -> anyhow::Result<Command> {
         let mut command = if options.layout {
-            layout::command(&binary, &work, service)?
+            layout::command(root, &binary, options.backend, service)?
         } else {
             Command::new(&binary)
         };
@@ -203,8 +220,6 @@ pub fn run(root: &Path, args: &[String]) -> anyhow::Result<()> {
         }
         nats.stop();
         databases.drop_all();
-        let functions = layout::write(root, &work, &binary)?;
-        println!("{functions} functions written to {}", layout::FUNCTIONS);
         return Ok(());
     }
 
@@ -299,7 +314,7 @@ pub fn run(root: &Path, args: &[String]) -> anyhow::Result<()> {
     databases.drop_all();
 
     let section = report_section(
-        &options,
+        options,
         &services,
         &restarts,
         &idle_memory,
