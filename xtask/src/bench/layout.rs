@@ -91,3 +91,26 @@ fn functions_of<'a>(profile: &'a str, binary: &Path) -> impl Iterator<Item = &'a
         (in_binary && !name.starts_with("0x") && !name.contains(' ')).then_some(name)
     })
 }
+
+/// How many of the functions in [`FUNCTIONS`] `binary` has, and how many the list names: a
+/// list made before an upgrade of Rust or of a dependency names symbols the binary no longer
+/// has, and those functions are placed as the compiler left them.
+pub(crate) fn found(root: &Path, binary: &Path) -> anyhow::Result<(usize, usize)> {
+    let list = std::fs::read_to_string(root.join(FUNCTIONS)).unwrap_or_default();
+    let listed: BTreeSet<&str> = list.lines().collect();
+    let output = Command::new("nm")
+        .args(["--defined-only", "--format=just-symbols"])
+        .arg(binary)
+        .output()
+        .context("cannot run nm")?;
+    if !output.status.success() {
+        bail!("nm failed on {}", binary.display());
+    }
+    let symbols = String::from_utf8_lossy(&output.stdout);
+    let found = symbols
+        .lines()
+        .filter(|name| listed.contains(name))
+        .collect::<BTreeSet<_>>()
+        .len();
+    Ok((found, listed.len()))
+}

@@ -313,7 +313,7 @@ fn run_on(root: &Path, options: &Options) -> anyhow::Result<()> {
     nats.stop();
     databases.drop_all();
 
-    let section = report_section(
+    let mut section = report_section(
         options,
         &services,
         &restarts,
@@ -322,6 +322,10 @@ fn run_on(root: &Path, options: &Options) -> anyhow::Result<()> {
         &saga,
         &saturated,
     );
+    let (found, listed) = layout::found(root, &binary)?;
+    section.push_str(&format!(
+        "\nFunctions of the start-up list (`cargo xtask bench --layout`) the binary has: {found} of {listed}.\n"
+    ));
     println!("\n{section}");
     let report = root.join("loadtest/REPORT.md");
     let existing = std::fs::read_to_string(&report).unwrap_or_default();
