@@ -49,6 +49,25 @@ async fn fixture() -> anyhow::Result<Fixture> {
     })
 }
 
+impl Fixture {
+    /// Runs a consumer `name` of the fleet's events with `handler` until `stop` fires.
+    fn consume<H: Handler>(
+        &self,
+        name: &str,
+        handler: H,
+        stop: &CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
+        let consumer = Consumer::new(
+            name,
+            &["rentacar.fleet.>"],
+            handler,
+            self.db.clone(),
+            self.js.clone(),
+        );
+        tokio::spawn(consumer.run(stop.clone()))
+    }
+}
+
 async fn connect_and_migrate(url: &str) -> anyhow::Result<DatabaseConnection> {
     let db = sea_orm::Database::connect(url).await?;
     Migrator::up(&db, None).await?;
@@ -161,14 +180,7 @@ async fn a_redelivered_event_is_applied_once() -> anyhow::Result<()> {
 
     let handler = Counting::default();
     let stop = CancellationToken::new();
-    let consumer = Consumer::new(
-        "test-once",
-        &["rentacar.fleet.>"],
-        handler.clone(),
-        f.db.clone(),
-        f.js.clone(),
-    );
-    let task = tokio::spawn(consumer.run(stop.clone()));
+    let task = f.consume("test-once", handler.clone(), &stop);
     wait_until_drained(&f.js, "test-once").await?;
     stop.cancel();
     task.await?;
@@ -188,14 +200,7 @@ async fn a_failing_handler_gets_the_event_again() -> anyhow::Result<()> {
         ..Default::default()
     };
     let stop = CancellationToken::new();
-    let consumer = Consumer::new(
-        "test-retry",
-        &["rentacar.fleet.>"],
-        handler.clone(),
-        f.db.clone(),
-        f.js.clone(),
-    );
-    let task = tokio::spawn(consumer.run(stop.clone()));
+    let task = f.consume("test-retry", handler.clone(), &stop);
     wait_until_drained(&f.js, "test-retry").await?;
     stop.cancel();
     task.await?;
@@ -251,14 +256,7 @@ async fn a_stopping_consumer_hands_back_what_it_received() -> anyhow::Result<()>
         release: stop.clone(),
         ..Default::default()
     };
-    let consumer = Consumer::new(
-        "test-hand-back",
-        &["rentacar.fleet.>"],
-        busy.clone(),
-        f.db.clone(),
-        f.js.clone(),
-    );
-    let task = tokio::spawn(consumer.run(stop.clone()));
+    let task = f.consume("test-hand-back", busy.clone(), &stop);
     while !busy.holding.load(Ordering::SeqCst) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -274,14 +272,7 @@ async fn a_stopping_consumer_hands_back_what_it_received() -> anyhow::Result<()>
     assert_eq!(busy.applied.load(Ordering::SeqCst), 1);
     let next = Counting::default();
     let stop = CancellationToken::new();
-    let consumer = Consumer::new(
-        "test-hand-back",
-        &["rentacar.fleet.>"],
-        next.clone(),
-        f.db.clone(),
-        f.js.clone(),
-    );
-    let task = tokio::spawn(consumer.run(stop.clone()));
+    let task = f.consume("test-hand-back", next.clone(), &stop);
     // Well inside the ack wait, after which the server would resend them anyway.
     let mut waited = Duration::ZERO;
     while next.applied.load(Ordering::SeqCst) < 2 {
